@@ -1,0 +1,155 @@
+//! The `ndec` command line: argument parsing, file IO, printing and exit statuses.
+//!
+//! The only module that prints or exits. Each subcommand is a thin shell over the library:
+//! it reads files, calls `driver`, and turns results into output and an exit status
+//! (LANGUAGE.md §6: 0 ok, 1 model error, 2 usage or input file, 3 solver failure,
+//! 4 not available here).
+
+mod check;
+mod compile;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+use crate::diag::{self, Diagnostic};
+use crate::driver::Source;
+
+/// Exit statuses of `ndec`.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const MODEL: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const SOLVER: i32 = 3;
+    pub const UNAVAILABLE: i32 = 4;
+}
+
+/// A failure that ends the command: the message goes to stderr, the code is the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+    pub fn model(message: impl Into<String>) -> Failure {
+        Failure {
+            code: exit::MODEL,
+            message: message.into(),
+        }
+    }
+    pub fn unavailable(message: impl Into<String>) -> Failure {
+        Failure {
+            code: exit::UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+}
+
+pub type CliResult = Result<(), Failure>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ndec",
+    version,
+    about = "A compiler for neural differential equations",
+    long_about = "ndec compiles models written in the .nde language (states, params, equations and \
+embedded neural networks) to native code and solves them.\n\n\
+Start with `ndec check MODEL.nde`, then `ndec run MODEL.nde --t1 10`.\n\
+The language is described in docs/language.md."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Parse and check a model; print diagnostics only.
+    Check(check::CheckArgs),
+    /// Compile a model and print an intermediate form (AST, IR, …).
+    Compile(compile::CompileArgs),
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Compile(a) => compile::run(a),
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message.trim_end());
+            }
+            f.code
+        }
+    }
+}
+
+/// Reads and decodes a model file. A missing file is a usage error (2); bad bytes are a
+/// model error (1) with a diagnostic.
+pub fn read_model(path: &Path) -> Result<Source, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("error: cannot read model file `{}`: {e}", path.display())))?;
+    Source::from_bytes(path.display().to_string(), &bytes)
+        .map_err(|(src, d)| diagnostics_failure(&src, &[d]))
+}
+
+/// Renders diagnostics into a model-error failure.
+pub fn diagnostics_failure(src: &Source, diags: &[Diagnostic]) -> Failure {
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let mut text = diag::render(&src.name, &src.text, diags);
+    if errors > 0 {
+        let s = if errors == 1 { "" } else { "s" };
+        text.push_str(&format!("error: {} has {errors} error{s}\n", src.name));
+    }
+    Failure::model(text)
+}
+
+/// Writes `contents` to `path` atomically (a temporary file renamed into place), or to
+/// stdout when there is no path.
+pub fn write_output(path: Option<&PathBuf>, contents: &str) -> CliResult {
+    use std::io::Write;
+    match path {
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(contents.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| Failure::usage(format!("error: cannot write to stdout: {e}")))
+        }
+        Some(p) => atomic_write(p, contents.as_bytes())
+            .map_err(|e| Failure::usage(format!("error: cannot write `{}`: {e}", p.display()))),
+    }
+}
+
+/// Write to `PATH.tmp-PID` in the same directory, then rename over `PATH`.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,65 @@
+//! Runs the pipeline's stages in order, without IO: text in, checked model / IR / kernels
+//! out, or diagnostics. The CLI and library users both go through here.
+
+use crate::diag::Diagnostic;
+use crate::sema::Model;
+use crate::span::Span;
+use crate::syntax::{self, ast};
+
+/// A model's source text and the name its diagnostics use.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Shown in diagnostics (`heat.nde:3:7`).
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// Decodes file bytes. Invalid UTF-8 is a diagnostic at the first bad byte; the
+    /// returned source then holds a lossy copy so the diagnostic can show the line.
+    pub fn from_bytes(name: impl Into<String>, bytes: &[u8]) -> Result<Source, (Source, Diagnostic)> {
+        let name = name.into();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(Source::new(name, text)),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                let d = Diagnostic::error("E0003", Span::new(at, at + 1), "the file is not valid UTF-8")
+                    .label("invalid byte here")
+                    .hint("save the model as UTF-8 text");
+                Err((Source::new(name, text), d))
+            }
+        }
+    }
+
+    /// The model's default name: the file stem.
+    pub fn stem(&self) -> String {
+        std::path::Path::new(&self.name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string()
+    }
+}
+
+/// Parses; any syntax diagnostic is an error.
+pub fn parse(src: &Source) -> Result<ast::Module, Vec<Diagnostic>> {
+    let (module, diags) = syntax::parse(&src.text);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    Ok(module)
+}
+
+/// Parses and checks a model.
+pub fn check(src: &Source) -> Result<Model, Vec<Diagnostic>> {
+    let module = parse(src)?;
+    crate::sema::check(&module, &src.stem())
+}

@@ -1,0 +1,15 @@
+//! ndec: a compiler for neural differential equations.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//! `syntax` (text → AST) → `sema` (AST → checked model) → `ir` (model → arena DAG) →
+//! `opt` → `backend` (interpreter, Cranelift JIT) → `runtime` (the stepping loop).
+//! `driver` runs the stages without doing IO; `cli` is the only module that prints.
+
+pub mod cli;
+pub mod diag;
+pub mod driver;
+pub mod math;
+pub mod sema;
+// pub mod runtime; (enabled once the stepper lands)
+pub mod span;
+pub mod syntax;

@@ -1,0 +1,139 @@
+//! Syntax: `.nde` text to an AST with spans (logos lexer, lalrpop grammar).
+//!
+//! Owns tokens, layout rules, the grammar and the AST printer. Parsing never fails: it
+//! returns a (possibly partial) tree and diagnostics. It must never look at meaning
+//! (names, shapes, values) — that belongs to `sema`.
+
+pub mod ast;
+pub mod lexer;
+pub mod print;
+pub mod token;
+
+use crate::diag::Diagnostic;
+use crate::span::Span;
+use lalrpop_util::{ParseError, lalrpop_mod};
+use token::Token;
+
+lalrpop_mod!(
+    #[allow(clippy::all, clippy::pedantic, unused_parens, dead_code)]
+    grammar,
+    "/nde.rs"
+);
+
+/// Parses a whole model. The tree is always returned; a statement that did not parse is
+/// an `ItemKind::Error` and has a diagnostic.
+pub fn parse(source: &str) -> (ast::Module, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let toks = lexer::tokens(source, &mut diags);
+    let mut recovered = Vec::new();
+    let result = grammar::ModuleParser::new().parse(&mut recovered, toks.into_iter().map(Ok));
+    for r in recovered {
+        diags.push(parse_error(source, r.error));
+    }
+    let module = match result {
+        Ok(m) => m,
+        Err(e) => {
+            diags.push(parse_error(source, e));
+            ast::Module::default()
+        }
+    };
+    diags.sort_by_key(|d| d.span.start);
+    diags.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+    (module, diags)
+}
+
+fn parse_error(source: &str, e: ParseError<usize, Token<'_>, lexer::LexError>) -> Diagnostic {
+    match e {
+        ParseError::UnrecognizedEof { location, expected } => {
+            let span = Span::new(location, location);
+            Diagnostic::error("E0010", span, "unexpected end of file")
+                .label(format!("expected {}", describe_expected(&expected)))
+                .hint("a bracket or a statement is not finished")
+        }
+        ParseError::UnrecognizedToken {
+            token: (l, tok, r),
+            expected,
+        } => unexpected(source, l, &tok, r, &expected),
+        ParseError::ExtraToken { token: (l, tok, r) } => {
+            Diagnostic::error("E0011", Span::new(l, r), format!("unexpected {}", tok.describe()))
+                .label("not expected here")
+        }
+        ParseError::InvalidToken { location } => {
+            Diagnostic::error("E0001", Span::new(location, location + 1), "invalid token")
+        }
+        ParseError::User { .. } => {
+            Diagnostic::error("E0001", Span::new(0, 0), "invalid token stream")
+        }
+    }
+}
+
+fn unexpected(source: &str, l: usize, tok: &Token<'_>, r: usize, expected: &[String]) -> Diagnostic {
+    let span = Span::new(l, r.max(l));
+    let exp = describe_expected(expected);
+    let (msg, hint) = match tok {
+        Token::Sep if l == r => (
+            "unclosed bracket before this declaration".to_string(),
+            "close every `(`, `[` and `{` before the end of the statement".to_string(),
+        ),
+        Token::Sep => (
+            "statement ends too early".to_string(),
+            format!("expected {exp} before the end of the line"),
+        ),
+        _ => (
+            format!("unexpected {}", tok.describe()),
+            hint_for(source, tok, expected),
+        ),
+    };
+    let span = if matches!(tok, Token::Sep) && l != r {
+        // Point at the end of the line rather than the newline character itself.
+        Span::new(l, l)
+    } else {
+        span
+    };
+    Diagnostic::error("E0012", span, msg)
+        .label(format!("expected {exp}"))
+        .hint(hint)
+}
+
+fn hint_for(_source: &str, tok: &Token<'_>, expected: &[String]) -> String {
+    match tok {
+        Token::Prime => "a prime follows the state it differentiates: `x' = …`".to_string(),
+        Token::Eq => "`=` appears once per statement, after a name or `x'`".to_string(),
+        _ if expected.iter().any(|e| e == "\")\"") => {
+            "check that every `(` has a matching `)`".to_string()
+        }
+        _ if expected.iter().any(|e| e == "\"]\"") => {
+            "check that every `[` has a matching `]`".to_string()
+        }
+        _ => "see docs/language.md for the statement forms".to_string(),
+    }
+}
+
+fn describe_expected(expected: &[String]) -> String {
+    let mut names: Vec<String> = expected
+        .iter()
+        .map(|e| match e.as_str() {
+            "Name" => "a name".to_string(),
+            "Num" => "a number".to_string(),
+            "Sep" => "end of statement".to_string(),
+            s => format!("`{}`", s.trim_matches('"')),
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return "something else".to_string();
+    }
+    if names.len() > 6 {
+        let wants_expr = names.iter().any(|n| n == "a number");
+        if wants_expr {
+            return "an expression".to_string();
+        }
+        names.truncate(6);
+        return format!("one of {}, …", names.join(", "));
+    }
+    if names.len() == 1 {
+        return names.remove(0);
+    }
+    format!("one of {}", names.join(", "))
+}

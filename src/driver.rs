@@ -63,3 +63,8 @@ pub fn check(src: &Source) -> Result<Model, Vec<Diagnostic>> {
     let module = parse(src)?;
     crate::sema::check(&module, &src.stem())
 }
+
+/// Lowers a checked model to IR functions.
+pub fn lower(model: &Model) -> Result<crate::ir::Lowered, crate::ir::LowerError> {
+    crate::ir::lower(model)
+}

@@ -5,10 +5,13 @@
 //! `opt` → `backend` (interpreter, Cranelift JIT) → `runtime` (the stepping loop).
 //! `driver` runs the stages without doing IO; `cli` is the only module that prints.
 
+pub mod backend;
 pub mod cli;
 pub mod diag;
 pub mod driver;
+pub mod ir;
 pub mod math;
+pub mod opt;
 pub mod sema;
 // pub mod runtime; (enabled once the stepper lands)
 pub mod span;

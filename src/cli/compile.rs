@@ -1,6 +1,8 @@
 //! `ndec compile MODEL.nde --emit …`
 
-use super::{CliResult, diagnostics_failure, read_model, write_output};
+use super::{CliResult, Failure, diagnostics_failure, read_model, write_output};
+use crate::ir::LowerError;
+use crate::driver::Source;
 use crate::driver;
 use crate::syntax::print;
 use std::path::PathBuf;
@@ -35,9 +37,28 @@ pub fn run(a: CompileArgs) -> CliResult {
             print::module(&module, print::Parens::Explicit)
         }
         Emit::Ir => {
-            let _model = driver::check(&src).map_err(|d| diagnostics_failure(&src, &d))?;
-            String::from("(IR not implemented yet)\n")
+            let model = driver::check(&src).map_err(|d| diagnostics_failure(&src, &d))?;
+            let lowered = driver::lower(&model).map_err(|e| lower_failure(&src, e))?;
+            let mut text = String::new();
+            for f in [&lowered.vector_field, &lowered.initial, &lowered.outputs] {
+                text.push_str(&f.to_text());
+            }
+            if lowered.delays.outputs[0].0.len > 0 {
+                text.push_str(&lowered.delays.to_text());
+                text.push_str(&lowered.history.to_text());
+            }
+            text
         }
     };
     write_output(a.output.as_ref(), &text)
+}
+
+/// A construct a later stage cannot compile yet: exit 4 with a diagnostic at its span.
+pub fn lower_failure(src: &Source, e: LowerError) -> Failure {
+    let LowerError::Unsupported { what, span } = &e;
+    let d = crate::diag::Diagnostic::error("E0901", *span, format!("not supported yet: {what}"))
+        .label("this construct");
+    let mut f = diagnostics_failure(src, &[d]);
+    f.code = super::exit::UNAVAILABLE;
+    f
 }

@@ -12,7 +12,8 @@ pub mod driver;
 pub mod ir;
 pub mod math;
 pub mod opt;
+pub mod rng;
 pub mod sema;
-// pub mod runtime; (enabled once the stepper lands)
+pub mod runtime;
 pub mod span;
 pub mod syntax;

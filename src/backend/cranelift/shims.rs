@@ -1,0 +1,90 @@
+//! The one shim table: every transcendental the generated code calls, each a thin
+//! `extern "C"` wrapper around exactly the function in [`crate::math`] that the interpreter
+//! uses, so results are bit-identical.
+
+use crate::math;
+use crate::sema::model::{Func1, Op2};
+
+extern "C" fn exp(x: f64) -> f64 {
+    math::apply1(Func1::Exp, x)
+}
+extern "C" fn log(x: f64) -> f64 {
+    math::apply1(Func1::Log, x)
+}
+extern "C" fn sin(x: f64) -> f64 {
+    math::apply1(Func1::Sin, x)
+}
+extern "C" fn cos(x: f64) -> f64 {
+    math::apply1(Func1::Cos, x)
+}
+extern "C" fn tan(x: f64) -> f64 {
+    math::apply1(Func1::Tan, x)
+}
+extern "C" fn tanh(x: f64) -> f64 {
+    math::apply1(Func1::Tanh, x)
+}
+extern "C" fn sigmoid(x: f64) -> f64 {
+    math::apply1(Func1::Sigmoid, x)
+}
+extern "C" fn softplus(x: f64) -> f64 {
+    math::apply1(Func1::Softplus, x)
+}
+extern "C" fn pow(a: f64, b: f64) -> f64 {
+    math::apply2(Op2::Pow, a, b)
+}
+
+/// A function the generated code calls by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shim {
+    Unary(Func1),
+    Pow,
+}
+
+/// Every shim: its index, symbol name, arity and address.
+pub struct ShimDef {
+    pub shim: Shim,
+    pub name: &'static str,
+    pub arity: usize,
+    pub ptr: *const u8,
+}
+
+pub fn table() -> [ShimDef; 9] {
+    let u = |f: Func1, name, p: extern "C" fn(f64) -> f64| ShimDef {
+        shim: Shim::Unary(f),
+        name,
+        arity: 1,
+        ptr: p as *const u8,
+    };
+    [
+        u(Func1::Exp, "ndec_exp", exp),
+        u(Func1::Log, "ndec_log", log),
+        u(Func1::Sin, "ndec_sin", sin),
+        u(Func1::Cos, "ndec_cos", cos),
+        u(Func1::Tan, "ndec_tan", tan),
+        u(Func1::Tanh, "ndec_tanh", tanh),
+        u(Func1::Sigmoid, "ndec_sigmoid", sigmoid),
+        u(Func1::Softplus, "ndec_softplus", softplus),
+        ShimDef {
+            shim: Shim::Pow,
+            name: "ndec_pow",
+            arity: 2,
+            ptr: pow as extern "C" fn(f64, f64) -> f64 as *const u8,
+        },
+    ]
+}
+
+/// The position of a shim in [`table`].
+pub fn index(s: Shim) -> usize {
+    match s {
+        Shim::Unary(Func1::Exp) => 0,
+        Shim::Unary(Func1::Log) => 1,
+        Shim::Unary(Func1::Sin) => 2,
+        Shim::Unary(Func1::Cos) => 3,
+        Shim::Unary(Func1::Tan) => 4,
+        Shim::Unary(Func1::Tanh) => 5,
+        Shim::Unary(Func1::Sigmoid) => 6,
+        Shim::Unary(Func1::Softplus) => 7,
+        Shim::Pow => 8,
+        Shim::Unary(f) => panic!("{f:?} is compiled to instructions, not a shim"),
+    }
+}

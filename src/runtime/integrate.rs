@@ -1,0 +1,915 @@
+//! The one stepping loop shared by every explicit RK method.
+//!
+//! `solve_with` dispatches once on the method to a loop monomorphised over the tableau (its
+//! coefficients are compile-time constants) and over the vector field type, so the hot loop
+//! has no dynamic dispatch and allocates nothing per step: every buffer (stages, stage input,
+//! new state, f at the step end for Hermite output) is allocated once per solve.
+//!
+//! Semantics:
+//! - fixed-step mode (euler, midpoint, heun, rk4 always; any method with `adaptive = false`):
+//!   steps end at t0 + k·dt (computed, never accumulated) and the last step is shortened to land
+//!   exactly on t1 (a remainder below 1e-9·dt is absorbed by the previous step);
+//! - adaptive mode: PI control of the embedded error estimate (see `controller`), first step
+//!   from `dt` when given, else Hairer's starting step; the step is clipped to hit t1 exactly;
+//!   FSAL methods reuse their last stage as the next first stage (not counted as an rhs call);
+//! - save points are filled by dense output as steps pass them (the solver never steps onto
+//!   them); a save point equal to a step end copies the state;
+//! - failures: a NaN/∞ state or error estimate in a trial step is rejected (dt × 0.2) in
+//!   adaptive mode and reported as `NonFiniteState` if the step size then underflows; in
+//!   fixed-step mode (or when f at an accepted state is non-finite) it is reported at once;
+//!   `StepSizeUnderflow` when the controller asks for |dt| < dtmin (default
+//!   16·ε·max(|t0|, |t1|), i.e. a step that barely changes t) or t + dt == t;
+//!   `MaxSteps` when more than `max_steps` steps would be attempted. The reported `t` is the
+//!   last accepted time;
+//! - t1 < t0 integrates backward (dt, saveat spacing and dtmin are magnitudes).
+
+use super::controller::{PiController, initial_step};
+use super::dense;
+use super::tableau::{
+    BOSH3, DOPRI5, DenseKind, EULER, ErkTab, HEUN, MIDPOINT, RK4, TSIT5, Tableau, VERN7,
+};
+use super::{FailReason, OdeRhs, SolveError, Stats};
+
+/// An explicit Runge–Kutta method (LANGUAGE.md §6 "Method names").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Euler,
+    Midpoint,
+    Heun,
+    Rk4,
+    Bosh3,
+    Dopri5,
+    Tsit5,
+    Vern7,
+}
+
+impl Method {
+    pub const ALL: [Method; 8] = [
+        Method::Euler,
+        Method::Midpoint,
+        Method::Heun,
+        Method::Rk4,
+        Method::Bosh3,
+        Method::Dopri5,
+        Method::Tsit5,
+        Method::Vern7,
+    ];
+
+    /// The method with this (lower-case) name, if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Euler => EULER.name,
+            Method::Midpoint => MIDPOINT.name,
+            Method::Heun => HEUN.name,
+            Method::Rk4 => RK4.name,
+            Method::Bosh3 => BOSH3.name,
+            Method::Dopri5 => DOPRI5.name,
+            Method::Tsit5 => TSIT5.name,
+            Method::Vern7 => VERN7.name,
+        }
+    }
+
+    /// Needs a `dt` and always runs with fixed steps (heun carries an embedded Euler estimate
+    /// but, like the language says, is a fixed-step method).
+    pub fn is_fixed_step_only(self) -> bool {
+        matches!(
+            self,
+            Method::Euler | Method::Midpoint | Method::Heun | Method::Rk4
+        )
+    }
+
+    pub fn order(self) -> u32 {
+        self.tableau_info().0
+    }
+
+    /// The order of the embedded error estimate, when there is one.
+    pub fn embedded_order(self) -> Option<u32> {
+        let e = self.tableau_info().1;
+        (e > 0).then_some(e)
+    }
+
+    pub fn is_fsal(self) -> bool {
+        self.tableau_info().2
+    }
+
+    /// Number of stages (rhs calls per step without FSAL reuse).
+    pub fn stages(self) -> usize {
+        self.tableau_info().3
+    }
+
+    fn tableau_info(self) -> (u32, u32, bool, usize) {
+        fn f<const S: usize>(t: &ErkTab<S>) -> (u32, u32, bool, usize) {
+            (t.order, t.embedded_order, t.fsal, S)
+        }
+        match self {
+            Method::Euler => f(&EULER),
+            Method::Midpoint => f(&MIDPOINT),
+            Method::Heun => f(&HEUN),
+            Method::Rk4 => f(&RK4),
+            Method::Bosh3 => f(&BOSH3),
+            Method::Dopri5 => f(&DOPRI5),
+            Method::Tsit5 => f(&TSIT5),
+            Method::Vern7 => f(&VERN7),
+        }
+    }
+
+    /// The Butcher tableau, as data.
+    pub fn tableau(self) -> Tableau {
+        match self {
+            Method::Euler => EULER.to_tableau(),
+            Method::Midpoint => MIDPOINT.to_tableau(),
+            Method::Heun => HEUN.to_tableau(),
+            Method::Rk4 => RK4.to_tableau(),
+            Method::Bosh3 => BOSH3.to_tableau(),
+            Method::Dopri5 => DOPRI5.to_tableau(),
+            Method::Tsit5 => TSIT5.to_tableau(),
+            Method::Vern7 => VERN7.to_tableau(),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Method::from_name(s).ok_or_else(|| format!("unknown method `{s}`"))
+    }
+}
+
+/// Which times the solution reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SaveAt {
+    /// t0 and t1.
+    Ends,
+    /// t0, every t0 + k·dt strictly between (points within 1e-12·|t1 − t0| of t1 are dropped),
+    /// and t1. `dt` is a magnitude.
+    Every(f64),
+    /// Exactly these times (each in [t0, t1]); reported in integration order.
+    Times(Vec<f64>),
+}
+
+/// Options of one solve. Build with [`SolveOptions::new`] and set fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SolveOptions {
+    pub method: Method,
+    pub t0: f64,
+    pub t1: f64,
+    pub rtol: f64,
+    /// Length 1 (the same for every component) or the state dimension.
+    pub atol: Vec<f64>,
+    /// Fixed-step mode: the step (required). Adaptive mode: the first step (else automatic).
+    /// A magnitude; the sign is taken from t1 − t0.
+    pub dt: Option<f64>,
+    /// Adaptive step control for methods that have an error estimate (ignored, i.e. false,
+    /// for fixed-step-only methods). With `false`, `dt` is required.
+    pub adaptive: bool,
+    pub saveat: SaveAt,
+    /// Maximum number of attempted steps.
+    pub max_steps: u64,
+    /// Smallest step magnitude the controller may ask for (default 16·ε·max(|t0|, |t1|)).
+    pub dtmin: Option<f64>,
+    /// Largest step magnitude (default |t1 − t0|).
+    pub dtmax: Option<f64>,
+}
+
+impl SolveOptions {
+    /// Defaults: rtol 1e-6, atol 1e-8, no dt, adaptive, save the ends, 100 000 steps.
+    pub fn new(method: Method, t0: f64, t1: f64) -> Self {
+        SolveOptions {
+            method,
+            t0,
+            t1,
+            rtol: 1e-6,
+            atol: vec![1e-8],
+            dt: None,
+            adaptive: true,
+            saveat: SaveAt::Ends,
+            max_steps: 100_000,
+            dtmin: None,
+            dtmax: None,
+        }
+    }
+
+    /// Whether this solve runs with fixed steps.
+    pub fn is_fixed_step(&self) -> bool {
+        self.method.is_fixed_step_only() || !self.adaptive
+    }
+
+    /// Checks the options against a state dimension; the message is suitable for a user.
+    pub fn validate(&self, dim: usize) -> Result<(), String> {
+        if !self.t0.is_finite() || !self.t1.is_finite() {
+            return Err(format!(
+                "t0 and t1 must be finite (got {} and {})",
+                self.t0, self.t1
+            ));
+        }
+        if !(self.rtol >= 0.0 && self.rtol.is_finite()) {
+            return Err(format!(
+                "rtol must be a finite number ≥ 0 (got {})",
+                self.rtol
+            ));
+        }
+        if self.atol.len() != 1 && self.atol.len() != dim {
+            return Err(format!(
+                "atol has {} entries; give one or one per state component ({dim})",
+                self.atol.len()
+            ));
+        }
+        for &a in &self.atol {
+            if !(a >= 0.0 && a.is_finite()) {
+                return Err(format!("atol must be finite and ≥ 0 (got {a})"));
+            }
+            if a == 0.0 && self.rtol == 0.0 && !self.is_fixed_step() {
+                return Err("rtol and atol cannot both be zero".into());
+            }
+        }
+        match self.dt {
+            None if self.is_fixed_step() => {
+                return Err(if self.method.is_fixed_step_only() {
+                    format!("method `{}` is fixed-step: it needs a dt", self.method)
+                } else {
+                    "a non-adaptive solve needs a dt".into()
+                });
+            }
+            Some(dt) if !(dt.is_finite() && dt != 0.0) => {
+                return Err(format!("dt must be finite and nonzero (got {dt})"));
+            }
+            _ => {}
+        }
+        if let Some(m) = self.dtmin
+            && !(m >= 0.0 && m.is_finite())
+        {
+            return Err(format!("dtmin must be finite and ≥ 0 (got {m})"));
+        }
+        if let Some(m) = self.dtmax
+            && (m.is_nan() || m <= 0.0)
+        {
+            return Err(format!("dtmax must be > 0 (got {m})"));
+        }
+        self.save_times().map(|_| ())
+    }
+
+    /// The save times, in integration order.
+    pub fn save_times(&self) -> Result<Vec<f64>, String> {
+        let (t0, t1) = (self.t0, self.t1);
+        let span = t1 - t0;
+        let dir = if span < 0.0 { -1.0 } else { 1.0 };
+        match &self.saveat {
+            SaveAt::Ends => Ok(vec![t0, t1]),
+            SaveAt::Every(dt) => {
+                let dt = dt.abs();
+                if !(dt.is_finite() && dt > 0.0) {
+                    return Err(format!("saveat spacing must be finite and > 0 (got {dt})"));
+                }
+                let n = span.abs() / dt;
+                if n > 1e8 {
+                    return Err(format!("saveat spacing {dt} gives more than 1e8 rows"));
+                }
+                let tol = 1e-12 * span.abs();
+                let mut v = Vec::with_capacity(n as usize + 2);
+                v.push(t0);
+                let mut k = 1u64;
+                loop {
+                    let t = t0 + dir * (k as f64) * dt;
+                    if (t1 - t) * dir <= tol {
+                        break;
+                    }
+                    v.push(t);
+                    k += 1;
+                }
+                v.push(t1);
+                Ok(v)
+            }
+            SaveAt::Times(ts) => {
+                let (lo, hi) = if t0 <= t1 { (t0, t1) } else { (t1, t0) };
+                for &t in ts {
+                    if !(t >= lo && t <= hi) {
+                        return Err(format!("save time {t} is outside [{lo}, {hi}]"));
+                    }
+                }
+                let mut v = ts.clone();
+                if dir > 0.0 {
+                    v.sort_by(|a, b| a.total_cmp(b));
+                } else {
+                    v.sort_by(|a, b| b.total_cmp(a));
+                }
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// A solved trajectory: `t.len()` rows of `dim` values, row-major in `u`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Solution {
+    pub t: Vec<f64>,
+    pub u: Vec<f64>,
+    pub stats: Stats,
+    pub dim: usize,
+}
+
+impl Solution {
+    /// Number of rows (save times).
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
+    /// The state at save time `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.u[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The last row (the state at t1 for a complete solve).
+    pub fn last(&self) -> &[f64] {
+        self.row(self.len() - 1)
+    }
+}
+
+/// A vector field from a closure `f(t, u, du)`.
+pub struct FnRhs<F> {
+    pub dim: usize,
+    pub f: F,
+}
+
+impl<F: FnMut(f64, &[f64], &mut [f64])> FnRhs<F> {
+    pub fn new(dim: usize, f: F) -> Self {
+        FnRhs { dim, f }
+    }
+}
+
+impl<F: FnMut(f64, &[f64], &mut [f64])> OdeRhs for FnRhs<F> {
+    #[inline]
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    #[inline]
+    fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]) {
+        (self.f)(t, u, du)
+    }
+}
+
+/// Solves u' = f(t, u), u(t0) = u0 with an explicit RK method. See the module docs.
+pub fn solve(
+    rhs: &mut dyn OdeRhs,
+    u0: &[f64],
+    opts: &SolveOptions,
+) -> Result<Solution, SolveError> {
+    solve_with(rhs, u0, opts)
+}
+
+/// As [`solve`], monomorphised over the vector field (use this in hot paths).
+pub fn solve_with<R: OdeRhs + ?Sized>(
+    rhs: &mut R,
+    u0: &[f64],
+    opts: &SolveOptions,
+) -> Result<Solution, SolveError> {
+    let fail = |msg: String| {
+        Err(SolveError {
+            t: opts.t0,
+            reason: FailReason::InvalidInput(msg),
+            stats: Stats::default(),
+        })
+    };
+    if u0.len() != rhs.dim() {
+        return fail(format!(
+            "the initial state has {} components but the system has {}",
+            u0.len(),
+            rhs.dim()
+        ));
+    }
+    if let Err(msg) = opts.validate(u0.len()) {
+        return fail(msg);
+    }
+    match opts.method {
+        Method::Euler => run::<R, 1, Euler>(rhs, u0, opts),
+        Method::Midpoint => run::<R, 2, Midpoint>(rhs, u0, opts),
+        Method::Heun => run::<R, 2, Heun>(rhs, u0, opts),
+        Method::Rk4 => run::<R, 4, Rk4>(rhs, u0, opts),
+        Method::Bosh3 => run::<R, 4, Bosh3>(rhs, u0, opts),
+        Method::Dopri5 => run::<R, 7, Dopri5>(rhs, u0, opts),
+        Method::Tsit5 => run::<R, 7, Tsit5>(rhs, u0, opts),
+        Method::Vern7 => run::<R, 10, Vern7>(rhs, u0, opts),
+    }
+}
+
+/// A tableau known at compile time.
+trait Scheme<const S: usize> {
+    const TAB: ErkTab<S>;
+}
+
+macro_rules! scheme {
+    ($ty:ident, $s:literal, $tab:expr) => {
+        struct $ty;
+        impl Scheme<$s> for $ty {
+            const TAB: ErkTab<$s> = $tab;
+        }
+    };
+}
+scheme!(Euler, 1, EULER);
+scheme!(Midpoint, 2, MIDPOINT);
+scheme!(Heun, 2, HEUN);
+scheme!(Rk4, 4, RK4);
+scheme!(Bosh3, 4, BOSH3);
+scheme!(Dopri5, 7, DOPRI5);
+scheme!(Tsit5, 7, TSIT5);
+scheme!(Vern7, 10, VERN7);
+
+#[inline]
+fn all_finite(x: &[f64]) -> bool {
+    // x·0 is 0 for finite x and NaN for ±∞/NaN.
+    x.iter().fold(0.0, |acc, v| acc + v * 0.0) == 0.0
+}
+
+/// Everything one solve allocates, once.
+struct Work {
+    dim: usize,
+    /// Current state u_n.
+    u: Vec<f64>,
+    /// Trial state u_{n+1}.
+    un: Vec<f64>,
+    /// Stage input / interpolation output.
+    tmp: Vec<f64>,
+    /// Stages, stage-major: k[j*dim + i]. k_0 = f(t_n, u_n).
+    k: Vec<f64>,
+    /// f(t_{n+1}, u_{n+1}) for Hermite output of non-FSAL methods.
+    fnext: Vec<f64>,
+    /// vern7's extra interpolation stages (empty for other methods).
+    kx: Vec<f64>,
+    /// Absolute tolerance per component.
+    atol: Vec<f64>,
+    /// Save times (integration order), the next one to fill, and the output.
+    save: Vec<f64>,
+    si: usize,
+    out_t: Vec<f64>,
+    out_u: Vec<f64>,
+    dir: f64,
+    stats: Stats,
+}
+
+impl Work {
+    #[inline]
+    fn push_row(&mut self, t: f64, from_tmp: bool) {
+        self.out_t.push(t);
+        let src = if from_tmp { &self.tmp } else { &self.u };
+        self.out_u.extend_from_slice(src);
+    }
+
+    fn fail(&self, t: f64, reason: FailReason) -> SolveError {
+        SolveError {
+            t,
+            reason,
+            stats: self.stats,
+        }
+    }
+}
+
+/// Stage `I` (1 ≤ I < S) of a trial step: k_I = f(t + c_I h, u + h Σ_{j<I} a_Ij k_j).
+/// `I` is a compile-time constant so the sum is fully unrolled over constant coefficients
+/// (zero coefficients vanish at compile time). For an FSAL method the last stage's input is
+/// the new state and is written to `un` directly.
+#[inline(always)]
+fn stage<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>, const I: usize>(
+    rhs: &mut R,
+    t: f64,
+    h: f64,
+    w: &mut Work,
+) {
+    let dim = w.dim;
+    let (done, rest) = w.k.split_at_mut(I * dim);
+    let ks: [&[f64]; I] = std::array::from_fn(|j| &done[j * dim..(j + 1) * dim]);
+    let dst: &mut [f64] = if M::TAB.fsal && I == S - 1 {
+        &mut w.un[..dim]
+    } else {
+        &mut w.tmp[..dim]
+    };
+    combine::<I>(&M::TAB.a[I], h, &w.u[..dim], &ks, dst);
+    rhs.eval(t + M::TAB.c[I] * h, dst, &mut rest[..dim]);
+}
+
+/// dst = u + h Σ_j coef_j ks_j, with `coef` compile-time constants after inlining (zero terms
+/// vanish). Components go in pairs so the compiler emits paired (16-byte) stores: a vector
+/// field that loads its input with vector loads then does not stall on store forwarding.
+#[inline(always)]
+fn combine<const N: usize>(coef: &[f64], h: f64, u: &[f64], ks: &[&[f64]; N], dst: &mut [f64]) {
+    let dim = dst.len();
+    let u = &u[..dim];
+    let ks: [&[f64]; N] = std::array::from_fn(|j| &ks[j][..dim]);
+    let mut i = 0;
+    while i + 2 <= dim {
+        let (mut a0, mut a1) = (0.0, 0.0);
+        for j in 0..N {
+            let c = coef[j];
+            if c != 0.0 {
+                a0 += c * ks[j][i];
+                a1 += c * ks[j][i + 1];
+            }
+        }
+        dst[i] = u[i] + h * a0;
+        dst[i + 1] = u[i + 1] + h * a1;
+        i += 2;
+    }
+    if i < dim {
+        let mut a0 = 0.0;
+        for j in 0..N {
+            let c = coef[j];
+            if c != 0.0 {
+                a0 += c * ks[j][i];
+            }
+        }
+        dst[i] = u[i] + h * a0;
+    }
+}
+
+/// One trial step of size h from (t, u) with k_0 = f(t, u) in place: fills the other stages
+/// and the new state `un`.
+#[inline(always)]
+fn trial<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
+    rhs: &mut R,
+    t: f64,
+    h: f64,
+    w: &mut Work,
+) {
+    macro_rules! stages {
+        ($($i:literal)*) => { $( if $i < S { stage::<R, S, M, $i>(rhs, t, h, w); } )* };
+    }
+    // Every method here has at most 10 stages (checked at compile time below).
+    const { assert!(S <= 10) };
+    stages!(1 2 3 4 5 6 7 8 9);
+    w.stats.rhs_evals += (S - 1) as u64;
+    if !M::TAB.fsal {
+        let dim = w.dim;
+        let ks: [&[f64]; S] = std::array::from_fn(|j| &w.k[j * dim..(j + 1) * dim]);
+        combine::<S>(&M::TAB.b, h, &w.u[..dim], &ks, &mut w.un[..dim]);
+    }
+}
+
+/// The scaled RMS error of the trial step (NaN/∞ when the trial is non-finite).
+#[inline(always)]
+fn error_estimate<const S: usize, M: Scheme<S>>(h: f64, rtol: f64, w: &Work) -> f64 {
+    let dim = w.dim;
+    if dim == 0 {
+        return 0.0;
+    }
+    let (u, un, atol) = (&w.u[..dim], &w.un[..dim], &w.atol[..dim]);
+    let ks: [&[f64]; S] = std::array::from_fn(|j| &w.k[j * dim..(j + 1) * dim]);
+    let ks: [&[f64]; S] = std::array::from_fn(|j| &ks[j][..dim]);
+    // Two independent accumulators (components in pairs) to shorten the dependency chain.
+    let (mut acc0, mut acc1) = (0.0, 0.0);
+    let mut poison = 0.0;
+    let mut i = 0;
+    while i + 2 <= dim {
+        let (mut e0, mut e1) = (0.0, 0.0);
+        for (&ej, kj) in M::TAB.e.iter().zip(&ks) {
+            if ej != 0.0 {
+                e0 += ej * kj[i];
+                e1 += ej * kj[i + 1];
+            }
+        }
+        let sc0 = atol[i] + rtol * u[i].abs().max(un[i].abs());
+        let sc1 = atol[i + 1] + rtol * u[i + 1].abs().max(un[i + 1].abs());
+        let (r0, r1) = (h * e0 / sc0, h * e1 / sc1);
+        acc0 += r0 * r0;
+        acc1 += r1 * r1;
+        poison += un[i] * 0.0 + un[i + 1] * 0.0;
+        i += 2;
+    }
+    if i < dim {
+        let mut e0 = 0.0;
+        for (&ej, kj) in M::TAB.e.iter().zip(&ks) {
+            if ej != 0.0 {
+                e0 += ej * kj[i];
+            }
+        }
+        let sc0 = atol[i] + rtol * u[i].abs().max(un[i].abs());
+        let r0 = h * e0 / sc0;
+        acc0 += r0 * r0;
+        poison += un[i] * 0.0;
+    }
+    ((acc0 + acc1) / dim as f64).sqrt() + poison
+}
+
+/// After an accepted step (t, u) → (t_new, un): fills the save points in (t, t_new], then
+/// makes (t_new, un) current with a valid k_0 when it is free. Returns whether k_0 is valid;
+/// errors if f(t_new, un) had to be evaluated and is non-finite.
+#[inline(always)]
+fn accept<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
+    rhs: &mut R,
+    t: f64,
+    h: f64,
+    t_new: f64,
+    w: &mut Work,
+) -> Result<bool, SolveError> {
+    let dim = w.dim;
+    let mut have_fnext = false;
+    while w.si < w.save.len() {
+        let ts = w.save[w.si];
+        if (ts - t_new) * w.dir > 0.0 {
+            break;
+        }
+        if ts == t_new {
+            w.out_t.push(ts);
+            w.out_u.extend_from_slice(&w.un[..dim]);
+        } else {
+            let theta = (ts - t) / h;
+            let needs_fnext =
+                matches!(M::TAB.dense, DenseKind::Hermite | DenseKind::Vern7) && !M::TAB.fsal;
+            if needs_fnext && !have_fnext {
+                rhs.eval(t_new, &w.un[..dim], &mut w.fnext[..dim]);
+                w.stats.rhs_evals += 1;
+                have_fnext = true;
+                if !all_finite(&w.fnext[..dim]) {
+                    return Err(w.fail(t_new, FailReason::NonFiniteState));
+                }
+                if matches!(M::TAB.dense, DenseKind::Vern7) {
+                    dense::vern7_extra_stages(
+                        rhs,
+                        t,
+                        h,
+                        &w.u,
+                        &w.k,
+                        &w.fnext,
+                        &mut w.kx,
+                        &mut w.tmp[..dim],
+                    );
+                    w.stats.rhs_evals += 5;
+                }
+            }
+            if matches!(M::TAB.dense, DenseKind::Vern7) {
+                dense::vern7_interpolate(theta, h, &w.u, &w.k, &w.fnext, &w.kx, &mut w.tmp[..dim]);
+            } else {
+                let f1: &[f64] = if M::TAB.fsal {
+                    &w.k[(S - 1) * dim..S * dim]
+                } else {
+                    &w.fnext[..dim]
+                };
+                dense::interpolate::<S>(
+                    M::TAB.dense,
+                    theta,
+                    h,
+                    &w.u,
+                    &w.un,
+                    &w.k,
+                    f1,
+                    &mut w.tmp[..dim],
+                );
+            }
+            w.push_row(ts, true);
+        }
+        w.si += 1;
+    }
+    std::mem::swap(&mut w.u, &mut w.un);
+    if M::TAB.fsal {
+        // k_0 ← k_{S-1} (a plain loop: `copy_within` is a memmove call, slow for tiny dims).
+        let (first, rest) = w.k.split_at_mut((S - 1) * dim);
+        for (a, b) in first[..dim].iter_mut().zip(&rest[..dim]) {
+            *a = *b;
+        }
+        Ok(true)
+    } else if have_fnext {
+        w.k[..dim].copy_from_slice(&w.fnext[..dim]);
+        Ok(true)
+    } else {
+        Ok(false)
+    }
+}
+
+fn run<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
+    rhs: &mut R,
+    u0: &[f64],
+    opts: &SolveOptions,
+) -> Result<Solution, SolveError> {
+    let dim = u0.len();
+    let (t0, t1) = (opts.t0, opts.t1);
+    let dir = if t1 < t0 { -1.0 } else { 1.0 };
+    let save = opts.save_times().expect("validated");
+    let atol = if opts.atol.len() == 1 {
+        vec![opts.atol[0]; dim]
+    } else {
+        opts.atol.clone()
+    };
+    let mut w = Work {
+        dim,
+        u: u0.to_vec(),
+        un: vec![0.0; dim],
+        tmp: vec![0.0; dim],
+        k: vec![0.0; S * dim],
+        fnext: vec![0.0; dim],
+        kx: vec![
+            0.0;
+            if matches!(M::TAB.dense, DenseKind::Vern7) {
+                5 * dim
+            } else {
+                0
+            }
+        ],
+        atol,
+        out_t: Vec::with_capacity(save.len()),
+        out_u: Vec::with_capacity(save.len() * dim),
+        save,
+        si: 0,
+        dir,
+        stats: Stats::default(),
+    };
+    if !all_finite(u0) {
+        return Err(w.fail(t0, FailReason::NonFiniteState));
+    }
+    while w.si < w.save.len() && w.save[w.si] == t0 {
+        w.push_row(t0, false);
+        w.si += 1;
+    }
+    if t0 == t1 {
+        while w.si < w.save.len() {
+            w.push_row(t1, false);
+            w.si += 1;
+        }
+        return Ok(Solution {
+            t: w.out_t,
+            u: w.out_u,
+            stats: w.stats,
+            dim,
+        });
+    }
+    rhs.eval(t0, &w.u[..dim], &mut w.k[..dim]);
+    w.stats.rhs_evals += 1;
+    if !all_finite(&w.k[..dim]) {
+        return Err(w.fail(t0, FailReason::NonFiniteState));
+    }
+    if opts.is_fixed_step() {
+        run_fixed::<R, S, M>(rhs, opts, &mut w)?;
+    } else {
+        run_adaptive::<R, S, M>(rhs, opts, &mut w)?;
+    }
+    debug_assert_eq!(w.si, w.save.len());
+    Ok(Solution {
+        t: w.out_t,
+        u: w.out_u,
+        stats: w.stats,
+        dim,
+    })
+}
+
+#[inline]
+fn refresh_k0<R: OdeRhs + ?Sized>(rhs: &mut R, t: f64, w: &mut Work) -> Result<(), SolveError> {
+    let dim = w.dim;
+    rhs.eval(t, &w.u[..dim], &mut w.k[..dim]);
+    w.stats.rhs_evals += 1;
+    if all_finite(&w.k[..dim]) {
+        Ok(())
+    } else {
+        Err(w.fail(t, FailReason::NonFiniteState))
+    }
+}
+
+fn run_fixed<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
+    rhs: &mut R,
+    opts: &SolveOptions,
+    w: &mut Work,
+) -> Result<(), SolveError> {
+    let (t0, t1, dir) = (opts.t0, opts.t1, w.dir);
+    let dt = opts.dt.expect("validated").abs();
+    let r = (t1 - t0).abs() / dt;
+    // Number of steps; a remainder below 1e-9·dt is absorbed by the last full step.
+    let n = (r - 1e-9 * r.max(1.0)).ceil().max(1.0);
+    let n = if n >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        n as u64
+    };
+    let mut t = t0;
+    let mut k0_valid = true;
+    for step in 1..=n {
+        if w.stats.steps >= opts.max_steps {
+            return Err(w.fail(
+                t,
+                FailReason::MaxSteps {
+                    max_steps: opts.max_steps,
+                },
+            ));
+        }
+        let t_new = if step == n {
+            t1
+        } else {
+            t0 + dir * (step as f64) * dt
+        };
+        let h = t_new - t;
+        if !k0_valid {
+            refresh_k0(rhs, t, w)?;
+        }
+        trial::<R, S, M>(rhs, t, h, w);
+        w.stats.steps += 1;
+        if !all_finite(&w.un[..w.dim]) {
+            w.stats.rejected += 1;
+            return Err(w.fail(t, FailReason::NonFiniteState));
+        }
+        w.stats.accepted += 1;
+        k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
+        t = t_new;
+    }
+    Ok(())
+}
+
+fn run_adaptive<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
+    rhs: &mut R,
+    opts: &SolveOptions,
+    w: &mut Work,
+) -> Result<(), SolveError> {
+    let (t0, t1, dir) = (opts.t0, opts.t1, w.dir);
+    let dim = w.dim;
+    let hmax = opts.dtmax.unwrap_or(f64::INFINITY).min((t1 - t0).abs());
+    let dtmin = opts
+        .dtmin
+        .unwrap_or(16.0 * f64::EPSILON * t0.abs().max(t1.abs()));
+    let mut ctrl = PiController::new(M::TAB.embedded_order + 1);
+    let mut h = match opts.dt {
+        Some(dt) => dt.abs().min(hmax),
+        None => {
+            let (u, k, tmp, un) = (
+                &w.u[..dim],
+                &w.k[..dim],
+                &mut w.tmp[..dim],
+                &mut w.un[..dim],
+            );
+            initial_step(
+                rhs,
+                t0,
+                u,
+                k,
+                dir,
+                M::TAB.order,
+                opts.rtol,
+                &w.atol,
+                hmax,
+                tmp,
+                un,
+                &mut w.stats,
+            )
+        }
+    } * dir;
+    let mut t = t0;
+    let mut k0_valid = true;
+    loop {
+        let mut last = false;
+        if (t + h - t1) * dir >= 0.0 {
+            h = t1 - t;
+            last = true;
+        }
+        if w.stats.steps >= opts.max_steps {
+            return Err(w.fail(
+                t,
+                FailReason::MaxSteps {
+                    max_steps: opts.max_steps,
+                },
+            ));
+        }
+        if !k0_valid {
+            refresh_k0(rhs, t, w)?;
+            k0_valid = true;
+        }
+        trial::<R, S, M>(rhs, t, h, w);
+        w.stats.steps += 1;
+        let e = error_estimate::<S, M>(h, opts.rtol, w);
+        let nonfinite = !e.is_finite();
+        let d = if nonfinite {
+            ctrl.reject_nonfinite()
+        } else {
+            ctrl.decide(e)
+        };
+        if d.accept {
+            w.stats.accepted += 1;
+            let t_new = if last { t1 } else { t + h };
+            k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
+            t = t_new;
+            if last {
+                return Ok(());
+            }
+            h *= d.factor;
+            if h.abs() > hmax {
+                h = hmax * dir;
+            }
+        } else {
+            w.stats.rejected += 1;
+            h *= d.factor;
+        }
+        if h.abs() < dtmin || t + h == t {
+            let reason = if nonfinite {
+                FailReason::NonFiniteState
+            } else {
+                FailReason::StepSizeUnderflow { dt: h }
+            };
+            return Err(w.fail(t, reason));
+        }
+    }
+}

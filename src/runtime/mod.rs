@@ -1,0 +1,99 @@
+//! The runtime: one shared stepping loop that drives generated kernels.
+//!
+//! Owns: Butcher tableaus (`tableau`), step-size control (`controller`), dense output
+//! (`dense`), and the stepping loop itself (`integrate`). It knows nothing about the
+//! language, the IR or how a vector field was compiled: it sees only the [`OdeRhs`] trait.
+//! It must never parse, print or exit; failures are returned as [`SolveError`] values.
+
+pub mod controller;
+pub mod dense;
+pub mod integrate;
+pub mod tableau;
+
+#[cfg(test)]
+mod solver_tests;
+
+pub use integrate::{FnRhs, Method, SaveAt, Solution, SolveOptions, solve, solve_with};
+
+/// A vector field u' = f(t, u) over a fixed-length state.
+///
+/// `eval` must write all `dim()` entries of `du`. It takes `&mut self` so that an
+/// implementation may own scratch memory (a JIT kernel does); one instance per thread.
+pub trait OdeRhs {
+    fn dim(&self) -> usize;
+    fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]);
+}
+
+/// Work counters every solve reports (`--stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Attempted steps: accepted + rejected.
+    pub steps: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Actual vector-field calls (an FSAL reuse is not a call).
+    pub rhs_evals: u64,
+    pub jac_evals: u64,
+    pub lu_factorizations: u64,
+    pub newton_iters: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.steps += o.steps;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.rhs_evals += o.rhs_evals;
+        self.jac_evals += o.jac_evals;
+        self.lu_factorizations += o.lu_factorizations;
+        self.newton_iters += o.newton_iters;
+    }
+}
+
+/// Why a solve stopped early.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FailReason {
+    /// The controller asked for a step smaller than the minimum allowed.
+    StepSizeUnderflow { dt: f64 },
+    /// The state (or a stage) became NaN or infinite.
+    NonFiniteState,
+    /// More than `max_steps` attempted steps.
+    MaxSteps { max_steps: u64 },
+    /// The options or the initial state are unusable (e.g. a fixed-step method without a dt,
+    /// a save time outside [t0, t1], a wrong atol or u0 length). Nothing was solved.
+    /// Callers may check first with `SolveOptions::validate` to report a usage error.
+    InvalidInput(String),
+}
+
+/// A failed solve: the time reached (the last accepted time) and the reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SolveError {
+    pub t: f64,
+    pub reason: FailReason,
+    pub stats: Stats,
+}
+
+impl std::fmt::Display for SolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            FailReason::StepSizeUnderflow { dt } => write!(
+                f,
+                "solver failed at t = {}: step size underflow (dt = {dt:e}); the problem may be stiff or singular here",
+                self.t
+            ),
+            FailReason::NonFiniteState => write!(
+                f,
+                "solver failed at t = {}: the state became non-finite (NaN or infinity)",
+                self.t
+            ),
+            FailReason::MaxSteps { max_steps } => write!(
+                f,
+                "solver failed at t = {}: reached the maximum of {max_steps} steps",
+                self.t
+            ),
+            FailReason::InvalidInput(msg) => write!(f, "invalid solver input: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for SolveError {}

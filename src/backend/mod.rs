@@ -5,7 +5,9 @@
 //! [`Kernel`]: input buffers and output buffers of fixed f64 lengths. Owns code
 //! generation and calling generated code; must never parse, check or solve.
 
+pub mod cranelift;
 pub mod interp;
+pub mod schedule;
 
 /// A compiled kernel: `outputs = f(inputs)` over f64 buffers whose lengths are fixed at
 /// compile time (`arg_lens`, `out_lens`). Implementations check those lengths before

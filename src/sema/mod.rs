@@ -11,7 +11,7 @@ mod equations;
 mod expr;
 pub mod model;
 mod noise;
-mod solve;
+pub mod solve;
 
 use crate::diag::Diagnostic;
 use crate::syntax::ast;

@@ -1,0 +1,407 @@
+//! `ndec run MODEL.nde …`: solve a model (or an ensemble) and write its trajectory CSV.
+
+use super::{CliResult, Failure, diagnostics_failure, exit, read_model, write_output};
+use crate::ensemble::{self, Vary, VaryTable};
+use crate::program::{Backend, CompileError, Program};
+use crate::runtime::{Method, SaveAt, Solution, SolveError, SolveOptions, Stats};
+use crate::sema::solve::METHODS;
+use rayon::prelude::*;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    F64,
+    F32,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendArg {
+    Jit,
+    Interp,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The model file (.nde).
+    pub model: PathBuf,
+    /// Start time (default: the solve block's, else 0).
+    #[arg(long)]
+    pub t0: Option<f64>,
+    /// End time (required here or in the model's solve block).
+    #[arg(long)]
+    pub t1: Option<f64>,
+    /// Solver: euler midpoint heun rk4 bosh3 dopri5 tsit5 vern7 (default tsit5).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Relative tolerance (default 1e-6).
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance: one number, or one per state entry separated by commas (default 1e-8).
+    #[arg(long)]
+    pub atol: Option<String>,
+    /// Step size: required by fixed-step methods; the first step of adaptive ones.
+    #[arg(long)]
+    pub dt: Option<f64>,
+    /// Run an adaptive method with fixed steps of --dt.
+    #[arg(long)]
+    pub fixed_step: bool,
+    /// Also save every t0 + k*DT between t0 and t1.
+    #[arg(long)]
+    pub saveat: Option<f64>,
+    /// Maximum number of attempted steps per trajectory.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_steps: u64,
+    /// Set a param: NAME=VALUE (repeatable; overrides --params).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params_set: Vec<String>,
+    /// Read params (and net weights) from a JSON params file.
+    #[arg(long = "params", value_name = "FILE.json")]
+    pub params_file: Option<PathBuf>,
+    /// Data for the model's inputs (CSV with header t,X[0],…).
+    #[arg(long, value_name = "FILE.csv")]
+    pub input: Option<PathBuf>,
+    /// Seed of every random draw (default 0).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Solve N trajectories (in parallel).
+    #[arg(long, value_name = "N")]
+    pub ensemble: Option<usize>,
+    /// Solve only trajectory K of the ensemble (same draws as in the full ensemble).
+    #[arg(long, value_name = "K")]
+    pub traj: Option<usize>,
+    /// Draw a param or initial state per trajectory: NAME=uniform(A,B) or NAME=normal(M,S).
+    #[arg(long = "vary", value_name = "NAME=DIST")]
+    pub vary: Vec<String>,
+    /// Per-trajectory values: CSV with a header of param/state names, one row per trajectory.
+    #[arg(long, value_name = "FILE.csv")]
+    pub vary_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: Precision,
+    /// Kernel back end (the interpreter is the slow reference).
+    #[arg(long, value_enum, default_value = "jit")]
+    pub backend: BackendArg,
+    /// Write the trajectory CSV here (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: Option<PathBuf>,
+    /// Print work counts and timings as one JSON line at the end of stdout.
+    #[arg(long)]
+    pub stats: bool,
+    /// Solve K times with one compile (for timing).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub repeat: usize,
+}
+
+/// Everything decided before solving.
+struct Plan {
+    opts: SolveOptions,
+    base_p: Vec<f64>,
+    varies: Vec<Vary>,
+    table: Option<VaryTable>,
+    /// Trajectories to solve, and whether the output has a `traj` column.
+    trajs: Vec<usize>,
+    ensemble: bool,
+    seed: u64,
+}
+
+pub fn run(a: RunArgs) -> CliResult {
+    let started = Instant::now();
+    let src = read_model(&a.model)?;
+    let backend = match a.backend {
+        BackendArg::Jit => Backend::Jit,
+        BackendArg::Interp => Backend::Interpreter,
+    };
+    let prog = Program::compile(&src, backend).map_err(|e| compile_failure(&src, e))?;
+    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    if a.device == Device::Cuda {
+        return Err(Failure::unavailable(
+            "error: --device cuda is not available in this build yet; run on the CPU (--device cpu)",
+        ));
+    }
+    if a.precision == Precision::F32 {
+        return Err(Failure::unavailable("error: --precision f32 is not available on the CPU yet; use f64"));
+    }
+    if a.input.is_some() {
+        return Err(Failure::unavailable("error: --input is only for models with `input` declarations, which this version cannot solve yet"));
+    }
+    let plan = plan(&a, &prog)?;
+    let repeat = a.repeat.max(1);
+    let mut times = Vec::with_capacity(repeat);
+    let mut results = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        results = solve_all(&prog, &plan);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut stats = Stats::default();
+    let mut sols = Vec::with_capacity(results.len());
+    for (k, r) in plan.trajs.iter().zip(results) {
+        match r {
+            Ok((sol, p)) => {
+                stats.add(&sol.stats);
+                sols.push((*k, sol, p));
+            }
+            Err(e) => return Err(solver_failure(&e, plan.ensemble.then_some(*k))),
+        }
+    }
+    let csv = to_csv(&prog, &sols, plan.ensemble);
+    write_output(a.out.as_ref(), &csv)?;
+    if a.stats {
+        println!("{}", stats_json(&stats, compile_ms, &times, plan.ensemble.then_some(sols.len())));
+    }
+    Ok(())
+}
+
+fn compile_failure(src: &crate::driver::Source, e: CompileError) -> Failure {
+    match e {
+        CompileError::Model(d) => diagnostics_failure(src, &d),
+        CompileError::Unsupported(e) => super::compile::lower_failure(src, e),
+        CompileError::Backend(msg) => Failure::unavailable(format!("error: code generation failed: {msg}")),
+    }
+}
+
+fn solver_failure(e: &SolveError, traj: Option<usize>) -> Failure {
+    let which = traj.map(|k| format!(" (trajectory {k})")).unwrap_or_default();
+    Failure {
+        code: exit::SOLVER,
+        message: format!("error{which}: {e}\nno output was written"),
+    }
+}
+
+fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
+    let defaults = &prog.model.solve;
+    let method_name = a
+        .method
+        .clone()
+        .or_else(|| defaults.method.clone())
+        .unwrap_or_else(|| "tsit5".to_string());
+    let method = match Method::from_name(&method_name) {
+        Some(m) => m,
+        None if METHODS.contains(&method_name.as_str()) => {
+            return Err(Failure::unavailable(format!(
+                "error: method `{method_name}` is not available in this version (available: {})",
+                Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        None => {
+            return Err(Failure::usage(format!(
+                "error: unknown method `{method_name}` (methods: {})",
+                Method::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);
+    let t1 = a.t1.or(defaults.t1).ok_or_else(|| {
+        Failure::usage("error: no end time: give --t1 T1, or `solve { t = T0 .. T1 }` in the model")
+    })?;
+    let mut opts = SolveOptions::new(method, t0, t1);
+    if let Some(r) = a.rtol.or(defaults.rtol) {
+        opts.rtol = r;
+    }
+    opts.atol = match &a.atol {
+        Some(text) => text
+            .split(',')
+            .map(|x| x.trim().parse::<f64>().map_err(|_| Failure::usage(format!("error: --atol: `{x}` is not a number"))))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => defaults.atol.clone().unwrap_or_else(|| vec![1e-8]),
+    };
+    opts.dt = a.dt.or(defaults.dt);
+    if method.is_fixed_step_only() && opts.dt.is_none() {
+        return Err(Failure::usage(format!(
+            "error: `{}` is a fixed-step method and needs a step: give --dt DT (or `dt = …` in solve)",
+            method.name()
+        )));
+    }
+    if a.fixed_step {
+        if opts.dt.is_none() {
+            return Err(Failure::usage("error: --fixed-step needs --dt DT"));
+        }
+        opts.adaptive = false;
+    }
+    if let Some(s) = a.saveat.or(defaults.saveat) {
+        opts.saveat = SaveAt::Every(s);
+    }
+    opts.max_steps = a.max_steps;
+    opts.validate(prog.dim()).map_err(|m| Failure::usage(format!("error: {m}")))?;
+
+    let mut base_p = prog.default_params();
+    if let Some(path) = &a.params_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("error: cannot read params file `{}`: {e}", path.display())))?;
+        crate::params::apply_json(&text, &prog.layout, &mut base_p)
+            .map_err(|e| Failure::usage(format!("error: params file `{}`: {e}", path.display())))?;
+    }
+    for set in &a.params_set {
+        let (name, value) = set
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("error: --param `{set}`: expected NAME=VALUE")))?;
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| Failure::usage(format!("error: --param {name}: `{value}` is not a number")))?;
+        crate::params::set_scalar(&prog.layout, &mut base_p, name.trim(), value)
+            .map_err(|e| Failure::usage(format!("error: --param: {e}")))?;
+    }
+    let varies = a
+        .vary
+        .iter()
+        .map(|v| {
+            let (name, dist) = v
+                .split_once('=')
+                .ok_or_else(|| Failure::usage(format!("error: --vary `{v}`: expected NAME=uniform(A,B) or NAME=normal(M,S)")))?;
+            let target = ensemble::resolve_target(prog, name.trim()).map_err(|e| Failure::usage(format!("error: --vary: {e}")))?;
+            let dist = ensemble::parse_dist(dist).map_err(|e| Failure::usage(format!("error: --vary {name}: {e}")))?;
+            Ok(Vary {
+                name: name.trim().to_string(),
+                target,
+                dist,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let table = match &a.vary_file {
+        Some(path) => Some(read_vary_file(path, prog)?),
+        None => None,
+    };
+    let n = match (a.ensemble, &table) {
+        (Some(n), Some(t)) if t.rows.len() < n => {
+            return Err(Failure::usage(format!(
+                "error: --vary-file has {} rows but --ensemble asks for {n} trajectories",
+                t.rows.len()
+            )));
+        }
+        (Some(0), _) => return Err(Failure::usage("error: --ensemble needs at least 1 trajectory")),
+        (Some(n), _) => n,
+        (None, Some(t)) => t.rows.len(),
+        (None, None) => 1,
+    };
+    let ensemble = a.ensemble.is_some() || table.is_some();
+    let trajs = match a.traj {
+        Some(k) if k >= n => {
+            return Err(Failure::usage(format!("error: --traj {k} is outside the ensemble (0..{n})")));
+        }
+        Some(k) => vec![k],
+        None => (0..n).collect(),
+    };
+    Ok(Plan {
+        opts,
+        base_p,
+        varies,
+        table,
+        trajs,
+        ensemble,
+        seed: a.seed,
+    })
+}
+
+fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable, Failure> {
+    let name = path.display().to_string();
+    let bad = |m: String| Failure::usage(format!("error: vary file `{name}`: {m}"));
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let targets = headers
+        .iter()
+        .map(|h| ensemble::resolve_target(prog, h).map_err(|e| bad(format!("header: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| bad(format!("line {line}: {e}")))?;
+        let row = rec
+            .iter()
+            .zip(headers.iter())
+            .map(|(x, h)| x.parse::<f64>().map_err(|_| bad(format!("line {line}, field `{h}`: `{x}` is not a number"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(bad("no rows".to_string()));
+    }
+    Ok(VaryTable { targets, rows })
+}
+
+type TrajResult = Result<(Solution, Vec<f64>), SolveError>;
+
+fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
+    let solve = |k: &usize| -> TrajResult {
+        let (p, u0) = ensemble::trajectory_setup(prog, &plan.base_p, plan.seed, *k, &plan.varies, plan.table.as_ref());
+        prog.solve(&p, &u0, &plan.opts).map(|s| (s, p))
+    };
+    if plan.trajs.len() > 1 {
+        plan.trajs.par_iter().map(solve).collect()
+    } else {
+        plan.trajs.iter().map(solve).collect()
+    }
+}
+
+/// The trajectory CSV: `[traj,]t,<states>,<outputs>`, numbers in shortest round-trip form.
+fn to_csv(prog: &Program, sols: &[(usize, Solution, Vec<f64>)], ensemble: bool) -> String {
+    let mut out = String::new();
+    let mut header: Vec<String> = Vec::new();
+    if ensemble {
+        header.push("traj".into());
+    }
+    header.push("t".into());
+    header.extend(prog.model.state_names());
+    header.extend(prog.model.output_names());
+    out.push_str(&header.join(","));
+    out.push('\n');
+    let mut buf = ryu::Buffer::new();
+    let no = prog.output_len();
+    for (k, sol, p) in sols {
+        let outs = prog.outputs_of(sol, p);
+        for i in 0..sol.len() {
+            if ensemble {
+                let _ = write!(out, "{k},");
+            }
+            out.push_str(buf.format(sol.t[i]));
+            for x in sol.row(i) {
+                out.push(',');
+                out.push_str(buf.format(*x));
+            }
+            for x in &outs[i * no..(i + 1) * no] {
+                out.push(',');
+                out.push_str(buf.format(*x));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn stats_json(s: &Stats, compile_ms: f64, times: &[f64], trajectories: Option<usize>) -> String {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let mut v = serde_json::json!({
+        "steps": s.steps,
+        "accepted": s.accepted,
+        "rejected": s.rejected,
+        "rhs_evals": s.rhs_evals,
+        "jac_evals": s.jac_evals,
+        "lu_factorizations": s.lu_factorizations,
+        "newton_iters": s.newton_iters,
+        "compile_ms": compile_ms,
+        "solve_ms": median,
+    });
+    if times.len() > 1 {
+        v["solve_ms_min"] = serde_json::json!(sorted[0]);
+        v["solve_ms_median"] = serde_json::json!(median);
+        v["repeat"] = serde_json::json!(times.len());
+    }
+    if let Some(n) = trajectories {
+        v["trajectories"] = serde_json::json!(n);
+    }
+    v.to_string()
+}

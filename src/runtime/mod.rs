@@ -24,6 +24,36 @@ pub trait OdeRhs {
     fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]);
 }
 
+/// A sparsity pattern in compressed sparse row form: row `i` has nonzeros in columns
+/// `cols[row_ptr[i]..row_ptr[i+1]]` (sorted, no duplicates).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sparsity {
+    pub n: usize,
+    pub row_ptr: Vec<usize>,
+    pub cols: Vec<usize>,
+}
+
+impl Sparsity {
+    pub fn nnz(&self) -> usize {
+        self.cols.len()
+    }
+}
+
+/// A vector field with its Jacobian ∂f/∂u, for stiff methods.
+pub trait OdeJacobian: OdeRhs {
+    /// Dense Jacobian at (t, u), row-major: `jac[i*n + k] = ∂f_i/∂u_k`.
+    fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]);
+    /// The Jacobian's structural pattern, if the vector field knows it (then `jac_sparse`
+    /// must be implemented); `None` means treat it as dense.
+    fn sparsity(&self) -> Option<&Sparsity> {
+        None
+    }
+    /// The Jacobian's values at (t, u) in the order of `sparsity().cols`.
+    fn jac_sparse(&mut self, _t: f64, _u: &[f64], _values: &mut [f64]) {
+        unimplemented!("jac_sparse is only called when sparsity() is Some")
+    }
+}
+
 /// Work counters every solve reports (`--stats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {

@@ -38,6 +38,15 @@ pub fn as_powi_exponent(e: f64) -> Option<i32> {
     (e.fract() == 0.0 && e.abs() <= POWI_LIMIT as f64).then_some(e as i32)
 }
 
+/// `x^e` for an exponent known at compile time: [`powi`] for an integer |e| <= 64,
+/// else `powf`. (`x^e` with a run-time exponent is always `powf`.)
+pub fn pow_const(x: f64, e: f64) -> f64 {
+    match as_powi_exponent(e) {
+        Some(n) => powi(x, n),
+        None => x.powf(e),
+    }
+}
+
 pub fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())

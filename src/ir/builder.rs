@@ -135,7 +135,17 @@ impl Builder {
             }
             Node::Binary(op, a, b) => {
                 if let (Some(x), Some(y)) = (self.konst(a), self.konst(b)) {
-                    return Ok(self.constant(math::apply2(op, x, y)));
+                    let v = match op {
+                        Op2::Pow => math::pow_const(x, y),
+                        _ => math::apply2(op, x, y),
+                    };
+                    return Ok(self.constant(v));
+                }
+                // A compile-time integer exponent means binary powering (see `math::pow_const`).
+                if let (Op2::Pow, Some(e)) = (op, self.konst(b)) {
+                    if let (Some(n), true) = (math::as_powi_exponent(e), self.f.len_of(b) == 1) {
+                        return Ok(self.push(Node::PowI(a, n)));
+                    }
                 }
                 let (la, lb) = (self.f.len_of(a), self.f.len_of(b));
                 let kb = self.konst(b);

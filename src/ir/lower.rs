@@ -397,15 +397,6 @@ impl<'m> Lower<'m> {
                 Node::Iota { start: lo, len: n as u32 }
             }
             TKind::Unary(op, a) => Node::Unary(*op, self.expr(a)),
-            TKind::Binary(Op2::Pow, a, b) => {
-                let base = self.expr(a);
-                match &b.kind {
-                    TKind::Number(x) if crate::math::as_powi_exponent(*x).is_some() => {
-                        Node::PowI(base, crate::math::as_powi_exponent(*x).unwrap_or(1))
-                    }
-                    _ => Node::Binary(Op2::Pow, base, self.expr(b)),
-                }
-            }
             TKind::Binary(op, a, b) => Node::Binary(*op, self.expr(a), self.expr(b)),
             TKind::Compare(c, a, b) => Node::Compare(*c, self.expr(a), self.expr(b)),
             TKind::Select(c, a, b) => Node::Select(self.expr(c), self.expr(a), self.expr(b)),

@@ -263,10 +263,7 @@ pub(super) fn fold_with(e: &TExpr, param: &dyn Fn(ParamId) -> Option<f64>) -> Op
         TKind::Unary(op, a) => f(a)?.into_iter().map(|x| math::apply1(*op, x)).collect(),
         TKind::Binary(Op2::Pow, a, b) if b.shape == Shape::Scalar => {
             let (a, b) = (f(a)?, f(b)?[0]);
-            match math::as_powi_exponent(b) {
-                Some(n) => a.into_iter().map(|x| math::powi(x, n)).collect(),
-                None => a.into_iter().map(|x| x.powf(b)).collect(),
-            }
+            a.into_iter().map(|x| math::pow_const(x, b)).collect()
         }
         TKind::Binary(op, a, b) => zip(f(a)?, f(b)?, |x, y| math::apply2(*op, x, y)),
         TKind::Compare(c, a, b) => zip(f(a)?, f(b)?, |x, y| math::compare(*c, x, y)),

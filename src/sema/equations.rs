@@ -155,7 +155,7 @@ impl<'a> Checker<'a> {
     fn check_coverage(&mut self, eqs: &[EquationDef], states: &[StateDef]) {
         for (id, s) in states.iter().enumerate() {
             let sid = self.state_id_of(&s.name).unwrap_or(id);
-            let mut segs: Vec<&EquationDef> = eqs.iter().filter(|e| e.state == sid).collect();
+            let mut segs: Vec<&EquationDef> = eqs.iter().filter(|e| e.state == sid && e.hi > e.lo).collect();
             segs.sort_by_key(|e| (e.lo, e.hi));
             let n = s.size();
             if self.failed_eq_states.contains(&s.name) {

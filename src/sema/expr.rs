@@ -222,7 +222,9 @@ impl<'a> Checker<'a> {
     }
 
     fn not_allowed(&mut self, span: Span, what: &str, ctx: &Ctx) -> Typed {
-        let allowed = if ctx.allow.time {
+        let allowed = if ctx.allow.states {
+            "states, params, lets, inputs, t and consts"
+        } else if ctx.allow.time {
             "t, consts and params"
         } else if ctx.allow.params {
             "consts and params"
@@ -639,6 +641,11 @@ pub(super) fn affine(e: &TExpr) -> Option<Affine> {
         TKind::Binary(Op2::Sub, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
             Some(Affine { a: x.a - y.a, b: x.b - y.b })
+        }
+        TKind::Binary(Op2::Div, x, y) => {
+            // Only exact division of a constant: `N/2` with N even.
+            let (x, y) = (affine(x)?, affine(y)?);
+            (x.a == 0 && y.a == 0 && y.b != 0 && x.b % y.b == 0).then(|| Affine::constant(x.b / y.b))
         }
         TKind::Binary(Op2::Mul, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);

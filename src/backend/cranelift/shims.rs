@@ -75,6 +75,7 @@ pub fn table() -> [ShimDef; 9] {
 
 /// The position of a shim in [`table`].
 pub fn index(s: Shim) -> usize {
+    debug_assert!(table().iter().any(|d| d.shim == s) || matches!(s, Shim::Unary(_)));
     match s {
         Shim::Unary(Func1::Exp) => 0,
         Shim::Unary(Func1::Log) => 1,

@@ -1,0 +1,535 @@
+//! Cranelift IR for one [`Function`], following its [`Schedule`].
+//!
+//! The generated function is `fn(args: *const *const f64, outs: *const *mut f64,
+//! scratch: *mut f64)`. Nodes are emitted in arena order: scalars become SSA values,
+//! `Lanes` vectors one SSA value per entry, `Mem` vectors a loop (or unrolled sequence)
+//! storing into their slot; `Fused` vectors are expanded lane by lane inside whichever loop
+//! reads them. Every reduction (sum, dot, each matrix row) starts from its first term and
+//! adds the next ones left to right, exactly as [`crate::math::sum`].
+
+use super::shims::{self, Shim};
+use crate::backend::schedule::{Buf, Place, Schedule, Slot};
+use crate::ir::{Function, Node, NodeId};
+use crate::sema::model::{Cmp, Func1, Op2};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{self, BlockArg, FuncRef, InstBuilder, MemFlagsData, Value, types};
+use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+/// The shims a function calls (indexed as [`shims::table`]).
+pub fn needed_shims(f: &Function) -> [bool; 9] {
+    let mut need = [false; 9];
+    for n in &f.nodes {
+        let s = match n {
+            Node::Unary(op, _) => match op {
+                Func1::Neg | Func1::Abs | Func1::Sqrt | Func1::Relu => None,
+                op => Some(Shim::Unary(*op)),
+            },
+            Node::Binary(Op2::Pow, ..) => Some(Shim::Pow),
+            _ => None,
+        };
+        if let Some(s) = s {
+            need[shims::index(s)] = true;
+        }
+    }
+    need
+}
+
+/// A lane index: a compile-time constant, or `var * mul + add` for a loop counter `var`.
+#[derive(Clone, Copy, Debug)]
+enum Ix {
+    Const(i64),
+    Dyn { var: Value, mul: i64, add: i64 },
+}
+
+impl Ix {
+    fn var(v: Value) -> Ix {
+        Ix::Dyn { var: v, mul: 1, add: 0 }
+    }
+    /// `start + stride * self`.
+    fn affine(self, stride: i64, start: i64) -> Ix {
+        match self {
+            Ix::Const(k) => Ix::Const(start + stride * k),
+            Ix::Dyn { var, mul, add } => Ix::Dyn {
+                var,
+                mul: mul * stride,
+                add: start + stride * add,
+            },
+        }
+    }
+}
+
+/// Lanes per trip of an elementwise loop.
+const LOOP_UNROLL: usize = 4;
+
+type Body<'x, 'a, 'b> = &'x mut dyn FnMut(&mut Gen<'a, 'b>, Ix, &[Value]) -> Vec<Value>;
+
+pub struct Gen<'a, 'b> {
+    f: &'a Function,
+    s: &'a Schedule,
+    b: FunctionBuilder<'b>,
+    shims: [Option<FuncRef>; 9],
+    scalars: Vec<Option<Value>>,
+    lanes: Vec<Vec<Value>>,
+    args: Vec<Value>,
+    outs: Vec<Value>,
+    scratch: Value,
+    mem: MemFlagsData,
+}
+
+/// Fills `func` (whose signature is already set) with the code of `f`.
+pub fn build(
+    func: &mut ir::Function,
+    fctx: &mut FunctionBuilderContext,
+    f: &Function,
+    s: &Schedule,
+    shims: [Option<FuncRef>; 9],
+    config: TargetFrontendConfig,
+) {
+    let mut b = FunctionBuilder::new(func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let (argv, outv, scratch) = (params[0], params[1], params[2]);
+    let ptr = config.pointer_type();
+    let mem = MemFlagsData::trusted();
+    let ro = MemFlagsData::trusted().with_readonly();
+    let args = (0..f.args.len())
+        .map(|k| b.ins().load(ptr, ro, argv, (8 * k) as i32))
+        .collect();
+    let outs = (0..f.outputs.len())
+        .map(|k| b.ins().load(ptr, ro, outv, (8 * k) as i32))
+        .collect();
+    let mut g = Gen {
+        f,
+        s,
+        b,
+        shims,
+        scalars: vec![None; f.nodes.len()],
+        lanes: vec![Vec::new(); f.nodes.len()],
+        args,
+        outs,
+        scratch,
+        mem,
+    };
+    g.body();
+    g.b.ins().return_(&[]);
+    g.b.seal_all_blocks();
+    g.b.finalize(config);
+}
+
+impl<'a, 'b> Gen<'a, 'b> {
+    fn body(&mut self) {
+        let f = self.f;
+        for i in 0..f.nodes.len() {
+            let id = NodeId(i as u32);
+            match self.s.places[i] {
+                Place::Empty | Place::Arg(_) | Place::Fused => {}
+                Place::Scalar => {
+                    let v = match f.node(id) {
+                        Node::MatVec { m, x, cols, .. } => self.matvec_rows(*m, *x, 1, *cols as usize)[0],
+                        _ => self.expand(id, Ix::Const(0)),
+                    };
+                    self.scalars[i] = Some(v);
+                }
+                Place::Lanes(slot) => {
+                    let vals = match f.node(id) {
+                        Node::MatVec { m, x, rows, cols } => {
+                            self.matvec_rows(*m, *x, *rows as usize, *cols as usize)
+                        }
+                        _ => (0..f.len_of(id)).map(|k| self.expand(id, Ix::Const(k as i64))).collect(),
+                    };
+                    if let Some(slot) = slot {
+                        for (k, v) in vals.iter().enumerate() {
+                            self.store(slot, Ix::Const(k as i64), *v);
+                        }
+                    }
+                    self.lanes[i] = vals;
+                }
+                Place::Mem(slot) => self.mem_node(id, slot),
+            }
+        }
+        for (o, (buf, id)) in f.outputs.iter().enumerate() {
+            let dest = Slot {
+                buf: Buf::Output(o as u32),
+                offset: 0,
+            };
+            if buf.len == 0 || self.s.slot(*id) == Some(dest) {
+                continue;
+            }
+            let id = *id;
+            self.write(dest, buf.len, &mut |g, ix| g.elem(id, ix));
+        }
+    }
+
+    /// Computes a vector into its memory slot.
+    fn mem_node(&mut self, id: NodeId, slot: Slot) {
+        let f = self.f;
+        match f.node(id) {
+            Node::Concat(parts) => {
+                let mut off = 0;
+                for &p in parts {
+                    let n = f.len_of(p);
+                    let here = slot.at(off);
+                    let already = matches!(self.s.place(p), Place::Mem(s) if s == here);
+                    if !already && n > 0 {
+                        self.write(here, n, &mut |g, ix| g.elem(p, ix));
+                    }
+                    off += n;
+                }
+            }
+            Node::MatVec { m, x, rows, cols } => {
+                let (m, x, rows, cols) = (*m, *x, *rows as i64, *cols as usize);
+                self.for_loop(0, rows, &[], &mut |g, r, _| {
+                    let v = g.matvec_row(m, x, r, cols);
+                    g.store(slot, r, v);
+                    vec![]
+                });
+            }
+            _ => self.write(slot, f.len_of(id), &mut |g, ix| g.expand(id, ix)),
+        }
+    }
+
+    /// Stores `len` lanes computed by `lane` into `dest`: unrolled when short, else a loop
+    /// doing [`LOOP_UNROLL`] lanes per trip and an unrolled tail.
+    fn write(&mut self, dest: Slot, len: usize, lane: &mut dyn FnMut(&mut Self, Ix) -> Value) {
+        if len <= self.s.unroll {
+            for k in 0..len {
+                let v = lane(self, Ix::Const(k as i64));
+                self.store(dest, Ix::Const(k as i64), v);
+            }
+            return;
+        }
+        let main = len - len % LOOP_UNROLL;
+        self.for_loop_step(0, main as i64, LOOP_UNROLL as i64, &[], &mut |g, i, _| {
+            let Ix::Dyn { var, .. } = i else { unreachable!() };
+            for q in 0..LOOP_UNROLL as i64 {
+                let ix = Ix::Dyn { var, mul: 1, add: q };
+                let v = lane(g, ix);
+                g.store(dest, ix, v);
+            }
+            vec![]
+        });
+        for k in main..len {
+            let v = lane(self, Ix::Const(k as i64));
+            self.store(dest, Ix::Const(k as i64), v);
+        }
+    }
+
+    /// A counted loop `for i in start..end` (at least one trip) carrying f64 values.
+    fn for_loop(&mut self, start: i64, end: i64, carried: &[Value], body: Body<'_, 'a, 'b>) -> Vec<Value> {
+        self.for_loop_step(start, end, 1, carried, body)
+    }
+
+    /// `for i in (start..end).step_by(step)` (at least one trip) carrying f64 values.
+    fn for_loop_step(
+        &mut self,
+        start: i64,
+        end: i64,
+        step: i64,
+        carried: &[Value],
+        body: Body<'_, 'a, 'b>,
+    ) -> Vec<Value> {
+        debug_assert!(start < end);
+        let blk = self.b.create_block();
+        self.b.append_block_param(blk, types::I64);
+        for _ in carried {
+            self.b.append_block_param(blk, types::F64);
+        }
+        let exit = self.b.create_block();
+        for _ in carried {
+            self.b.append_block_param(exit, types::F64);
+        }
+        let i0 = self.b.ins().iconst(types::I64, start);
+        let a: Vec<BlockArg> = std::iter::once(i0).chain(carried.iter().copied()).map(BlockArg::Value).collect();
+        self.b.ins().jump(blk, &a);
+        self.b.switch_to_block(blk);
+        let params = self.b.block_params(blk).to_vec();
+        let next = body(self, Ix::var(params[0]), &params[1..]);
+        let i1 = self.b.ins().iadd_imm_s(params[0], step);
+        let c = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, end);
+        let back: Vec<BlockArg> = std::iter::once(i1).chain(next.iter().copied()).map(BlockArg::Value).collect();
+        let out: Vec<BlockArg> = next.iter().copied().map(BlockArg::Value).collect();
+        self.b.ins().brif(c, blk, &back, exit, &out);
+        self.b.switch_to_block(exit);
+        self.b.block_params(exit).to_vec()
+    }
+
+    /// `term(0) + term(1) + …` accumulated left to right from the first term (0 for none).
+    fn reduce(&mut self, len: usize, term: &mut dyn FnMut(&mut Self, Ix) -> Value) -> Value {
+        if len == 0 {
+            return self.b.ins().f64const(0.0);
+        }
+        let first = term(self, Ix::Const(0));
+        if len <= self.s.unroll {
+            let mut acc = first;
+            for j in 1..len {
+                let t = term(self, Ix::Const(j as i64));
+                acc = self.b.ins().fadd(acc, t);
+            }
+            acc
+        } else {
+            self.for_loop(1, len as i64, &[first], &mut |g, j, acc| {
+                let t = term(g, j);
+                vec![g.b.ins().fadd(acc[0], t)]
+            })[0]
+        }
+    }
+
+    /// Row `r` of `m x` (`m` row-major with `cols` columns).
+    fn matvec_row(&mut self, m: NodeId, x: NodeId, r: Ix, cols: usize) -> Value {
+        self.reduce(cols, &mut |g, j| {
+            let mi = g.ix_mat(r, cols as i64, j);
+            let a = g.elem(m, mi);
+            let b = g.elem(x, j);
+            g.b.ins().fmul(a, b)
+        })
+    }
+
+    /// All `rows` (a small number) rows of `m x`: unrolled, or one loop over the columns
+    /// carrying one accumulator per row (each row still summed left to right).
+    fn matvec_rows(&mut self, m: NodeId, x: NodeId, rows: usize, cols: usize) -> Vec<Value> {
+        if cols <= self.s.unroll {
+            return (0..rows)
+                .map(|r| self.matvec_row(m, x, Ix::Const(r as i64), cols))
+                .collect();
+        }
+        let c = cols as i64;
+        let x0 = self.elem(x, Ix::Const(0));
+        let first: Vec<Value> = (0..rows as i64)
+            .map(|r| {
+                let a = self.elem(m, Ix::Const(r * c));
+                self.b.ins().fmul(a, x0)
+            })
+            .collect();
+        self.for_loop(1, c, &first, &mut |g, j, acc| {
+            let xj = g.elem(x, j);
+            (0..rows)
+                .map(|r| {
+                    let a = g.elem(m, j.affine(1, r as i64 * c));
+                    let t = g.b.ins().fmul(a, xj);
+                    g.b.ins().fadd(acc[r], t)
+                })
+                .collect()
+        })
+    }
+
+    /// The flat index `r * cols + j`.
+    fn ix_mat(&mut self, r: Ix, cols: i64, j: Ix) -> Ix {
+        match (r, j) {
+            (Ix::Const(a), j) => j.affine(1, a * cols),
+            (r, Ix::Const(b)) => r.affine(cols, b),
+            (Ix::Dyn { var: v1, mul: m1, add: a1 }, Ix::Dyn { var: v2, mul: m2, add: a2 }) => {
+                let x = self.b.ins().imul_imm_s(v1, m1 * cols);
+                let y = if m2 == 1 { v2 } else { self.b.ins().imul_imm_s(v2, m2) };
+                let s = self.b.ins().iadd(x, y);
+                Ix::Dyn {
+                    var: s,
+                    mul: 1,
+                    add: a1 * cols + a2,
+                }
+            }
+        }
+    }
+
+    fn base(&self, buf: Buf) -> Value {
+        match buf {
+            Buf::Scratch => self.scratch,
+            Buf::Output(o) => self.outs[o as usize],
+        }
+    }
+
+    /// The address of entry `ix` of a buffer starting `offset` entries after `base`.
+    fn addr(&mut self, base: Value, offset: usize, ix: Ix) -> (Value, i32) {
+        match ix {
+            Ix::Const(k) => (base, ((offset as i64 + k) * 8) as i32),
+            Ix::Dyn { mul: 0, add, .. } => (base, ((offset as i64 + add) * 8) as i32),
+            Ix::Dyn { var, mul, add } => {
+                let scaled = if mul == 1 {
+                    self.b.ins().ishl_imm_s(var, 3)
+                } else {
+                    self.b.ins().imul_imm_s(var, mul * 8)
+                };
+                let p = self.b.ins().iadd(base, scaled);
+                (p, ((offset as i64 + add) * 8) as i32)
+            }
+        }
+    }
+
+    fn load(&mut self, base: Value, offset: usize, ix: Ix) -> Value {
+        let (p, off) = self.addr(base, offset, ix);
+        self.b.ins().load(types::F64, self.mem, p, off)
+    }
+
+    fn store(&mut self, slot: Slot, ix: Ix, v: Value) {
+        let base = self.base(slot.buf);
+        let (p, off) = self.addr(base, slot.offset, ix);
+        self.b.ins().store(self.mem, v, p, off);
+    }
+
+    /// Entry `ix` of node `id`, wherever it lives.
+    fn elem(&mut self, id: NodeId, ix: Ix) -> Value {
+        if self.f.len_of(id) == 1 {
+            return self.scalars[id.index()].expect("scalar used before it is computed");
+        }
+        match self.s.place(id) {
+            Place::Arg(k) => self.load(self.args[k as usize], 0, ix),
+            Place::Mem(slot) => self.load(self.base(slot.buf), slot.offset, ix),
+            Place::Lanes(slot) => match (ix, slot) {
+                (Ix::Const(k), _) => self.lanes[id.index()][k as usize],
+                (_, Some(slot)) => self.load(self.base(slot.buf), slot.offset, ix),
+                (_, None) => panic!("schedule: %{} read at a run-time index but has no memory", id.0),
+            },
+            Place::Fused => self.expand(id, ix),
+            Place::Scalar | Place::Empty => unreachable!("length mismatch at %{}", id.0),
+        }
+    }
+
+    /// Entry `ix` of node `id`, computed from its operands.
+    fn expand(&mut self, id: NodeId, ix: Ix) -> Value {
+        let f = self.f;
+        match f.node(id) {
+            Node::Const(bits) => self.b.ins().f64const(f64::from_bits(*bits)),
+            Node::Arg(k) => self.load(self.args[*k as usize], 0, ix),
+            Node::Iota { start, .. } => match ix {
+                Ix::Const(k) => self.b.ins().f64const((start + k) as f64),
+                Ix::Dyn { var, mul, add } => {
+                    let v = if mul == 1 { var } else { self.b.ins().imul_imm_s(var, mul) };
+                    let v = self.b.ins().iadd_imm_s(v, start + add);
+                    self.b.ins().fcvt_from_sint(types::F64, v)
+                }
+            },
+            Node::Index { v, k } => self.elem(*v, Ix::Const(*k as i64)),
+            Node::Gather { v, start, stride, .. } => self.elem(*v, ix.affine(*stride as i64, *start as i64)),
+            Node::Concat(parts) => {
+                let Ix::Const(k) = ix else {
+                    panic!("schedule: concat %{} read at a run-time index", id.0)
+                };
+                let mut off = 0i64;
+                for &p in parts {
+                    let n = f.len_of(p) as i64;
+                    if k < off + n {
+                        return self.elem(p, Ix::Const(k - off));
+                    }
+                    off += n;
+                }
+                panic!("concat %{}: index {k} out of range", id.0)
+            }
+            Node::Broadcast(x, _) => self.elem(*x, Ix::Const(0)),
+            Node::Unary(op, x) => {
+                let v = self.elem(*x, ix);
+                self.unary(*op, v)
+            }
+            Node::Binary(op, a, b) => {
+                let x = self.elem(*a, ix);
+                let y = self.elem(*b, ix);
+                self.binary(*op, x, y)
+            }
+            Node::PowI(x, n) => {
+                let v = self.elem(*x, ix);
+                self.powi(v, *n)
+            }
+            Node::Compare(c, a, b) => {
+                let x = self.elem(*a, ix);
+                let y = self.elem(*b, ix);
+                let cc = match c {
+                    Cmp::Lt => FloatCC::LessThan,
+                    Cmp::Le => FloatCC::LessThanOrEqual,
+                    Cmp::Gt => FloatCC::GreaterThan,
+                    Cmp::Ge => FloatCC::GreaterThanOrEqual,
+                };
+                let t = self.b.ins().fcmp(cc, x, y);
+                let one = self.b.ins().f64const(1.0);
+                let zero = self.b.ins().f64const(0.0);
+                self.b.ins().select(t, one, zero)
+            }
+            Node::Select(c, a, b) => {
+                let m = self.elem(*c, ix);
+                let x = self.elem(*a, ix);
+                let y = self.elem(*b, ix);
+                let zero = self.b.ins().f64const(0.0);
+                // NotEqual holds for NaN, like `mask != 0.0`.
+                let t = self.b.ins().fcmp(FloatCC::NotEqual, m, zero);
+                self.b.ins().select(t, x, y)
+            }
+            Node::Sum(x) => {
+                let x = *x;
+                self.reduce(f.len_of(x), &mut |g, j| g.elem(x, j))
+            }
+            Node::Dot(a, b) => {
+                let (a, b) = (*a, *b);
+                let n = f.len_of(a).min(f.len_of(b));
+                self.reduce(n, &mut |g, j| {
+                    let x = g.elem(a, j);
+                    let y = g.elem(b, j);
+                    g.b.ins().fmul(x, y)
+                })
+            }
+            Node::MatVec { m, x, cols, .. } => self.matvec_row(*m, *x, ix, *cols as usize),
+        }
+    }
+
+    fn call(&mut self, s: Shim, args: &[Value]) -> Value {
+        let fr = self.shims[shims::index(s)].expect("shim declared");
+        let inst = self.b.ins().call(fr, args);
+        self.b.inst_results(inst)[0]
+    }
+
+    fn unary(&mut self, op: Func1, x: Value) -> Value {
+        match op {
+            Func1::Neg => self.b.ins().fneg(x),
+            Func1::Abs => self.b.ins().fabs(x),
+            Func1::Sqrt => self.b.ins().sqrt(x),
+            Func1::Relu => {
+                // `if x < 0 { 0 } else { x }`: NaN and -0 pass through.
+                let zero = self.b.ins().f64const(0.0);
+                let neg = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+                self.b.ins().select(neg, zero, x)
+            }
+            op => self.call(Shim::Unary(op), &[x]),
+        }
+    }
+
+    fn binary(&mut self, op: Op2, x: Value, y: Value) -> Value {
+        match op {
+            Op2::Add => self.b.ins().fadd(x, y),
+            Op2::Sub => self.b.ins().fsub(x, y),
+            Op2::Mul => self.b.ins().fmul(x, y),
+            Op2::Div => self.b.ins().fdiv(x, y),
+            // Cranelift's fmin/fmax are IEEE 754-2019 minimum/maximum, like math::fmin/fmax.
+            Op2::Min => self.b.ins().fmin(x, y),
+            Op2::Max => self.b.ins().fmax(x, y),
+            Op2::Pow => self.call(Shim::Pow, &[x, y]),
+        }
+    }
+
+    /// The multiplication sequence of [`crate::math::powi`].
+    fn powi(&mut self, x: Value, n: i32) -> Value {
+        let mut e = n.unsigned_abs();
+        let mut result: Option<Value> = None;
+        let mut base = x;
+        while e > 0 {
+            if e & 1 == 1 {
+                result = Some(match result {
+                    None => base,
+                    Some(r) => self.b.ins().fmul(r, base),
+                });
+            }
+            e >>= 1;
+            if e > 0 {
+                base = self.b.ins().fmul(base, base);
+            }
+        }
+        let r = match result {
+            Some(r) => r,
+            None => self.b.ins().f64const(1.0),
+        };
+        if n < 0 {
+            let one = self.b.ins().f64const(1.0);
+            self.b.ins().fdiv(one, r)
+        } else {
+            r
+        }
+    }
+}

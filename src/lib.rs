@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod cli;
 pub mod diag;
+pub mod diff;
 pub mod driver;
 pub mod ensemble;
 pub mod ir;

@@ -24,9 +24,9 @@ use crate::backend::interp::Interpreted;
 use crate::diag::Diagnostic;
 use crate::driver::{self, Source};
 use crate::ir::{Function, LowerError, Lowered, ParamLayout};
-use crate::runtime::{self, OdeRhs, Solution, SolveError, SolveOptions};
+use crate::runtime::{self, OdeJacobian, OdeRhs, Solution, SolveError, SolveOptions, Sparsity};
 use crate::sema::Model;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Which back end runs the kernels.
@@ -72,7 +72,25 @@ pub struct Program {
     pub outputs: Arc<dyn Kernel>,
     /// Time spent lowering and generating code (not parsing).
     pub compile_time: Duration,
+    backend: Backend,
+    jacobian: OnceLock<Result<JacobianKernel, String>>,
 }
+
+/// The compiled Jacobian ∂f/∂u: dense (column-major kernel output) for small or dense
+/// systems, compressed by column colouring for sparse ones.
+pub enum JacobianKernel {
+    Dense(Arc<dyn Kernel>),
+    Sparse {
+        kernel: Arc<dyn Kernel>,
+        pattern: Sparsity,
+        seeds: Vec<f64>,
+        gather: Vec<u32>,
+        compressed_len: usize,
+    },
+}
+
+/// Systems up to this size always get a dense Jacobian.
+const DENSE_MAX: usize = 48;
 
 impl Program {
     /// Parses, checks and compiles a model's text with the JIT.
@@ -114,7 +132,45 @@ impl Program {
             initial,
             outputs,
             compile_time: start.elapsed(),
+            backend,
+            jacobian: OnceLock::new(),
         })
+    }
+
+    /// The Jacobian kernel, generated and compiled on first use (only stiff methods need it).
+    pub fn jacobian(&self) -> Result<&JacobianKernel, String> {
+        self.jacobian
+            .get_or_init(|| self.build_jacobian())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn build_jacobian(&self) -> Result<JacobianKernel, String> {
+        let f = &self.ir.vector_field;
+        let n = self.dim();
+        let sparse = if n > DENSE_MAX { crate::diff::jacobian_sparse(f, "u") } else { None };
+        match sparse {
+            Some(sj) if sj.pattern.density() < 0.25 => {
+                let kernel = build_kernels(&[&sj.function], self.backend).map_err(|e| e.to_string())?.remove(0);
+                let pattern = Sparsity {
+                    n,
+                    row_ptr: sj.pattern.row_ptr.clone(),
+                    cols: sj.pattern.cols.clone(),
+                };
+                Ok(JacobianKernel::Sparse {
+                    kernel,
+                    pattern,
+                    compressed_len: sj.colours * n,
+                    seeds: sj.seeds,
+                    gather: sj.gather,
+                })
+            }
+            _ => {
+                let jf = crate::diff::jacobian_dense(f, "u", false);
+                let kernel = build_kernels(&[&jf], self.backend).map_err(|e| e.to_string())?.remove(0);
+                Ok(JacobianKernel::Dense(kernel))
+            }
+        }
     }
 
     /// Number of scalar state entries.
@@ -138,19 +194,37 @@ impl Program {
     /// The vector field with parameters `p`, as the solver sees it.
     pub fn rhs<'a>(&'a self, p: &'a [f64]) -> ProgramRhs<'a> {
         assert_eq!(p.len(), self.layout.len, "the parameter vector has the wrong length");
+        let kernel = self.vector_field.as_ref();
+        // The direct entry is used only when the kernel's ABI is exactly (t, u, p) -> du,
+        // which is checked here once instead of on every call.
+        let native = kernel
+            .native()
+            .filter(|_| kernel.arg_lens() == [1, self.dim(), p.len()] && kernel.out_lens() == [self.dim()]);
         ProgramRhs {
-            kernel: self.vector_field.as_ref(),
+            kernel,
+            native,
+            jacobian: self.jacobian.get().and_then(|j| j.as_ref().ok()),
             p,
             t: [0.0],
             scratch: vec![0.0; self.vector_field.scratch_len()],
+            work: Vec::new(),
             dim: self.dim(),
         }
     }
 
-    /// Solves from `u0` with parameters `p`.
+    /// Solves from `u0` with parameters `p` (stiff methods compile the Jacobian first).
     pub fn solve(&self, p: &[f64], u0: &[f64], opts: &SolveOptions) -> Result<Solution, SolveError> {
+        if opts.method.is_implicit() {
+            if let Err(e) = self.jacobian() {
+                return Err(SolveError {
+                    t: opts.t0,
+                    reason: runtime::FailReason::InvalidInput(format!("cannot compile the Jacobian: {e}")),
+                    stats: Default::default(),
+                });
+            }
+        }
         let mut rhs = self.rhs(p);
-        runtime::solve_with(&mut rhs, u0, opts)
+        runtime::solve_any(&mut rhs, u0, opts)
     }
 
     /// Number of output entries (columns after the states).
@@ -174,13 +248,80 @@ impl Program {
     }
 }
 
-/// The compiled vector field bound to a parameter vector: an [`OdeRhs`].
+/// The compiled vector field (and its Jacobian, once compiled) bound to a parameter
+/// vector: what the solvers see.
 pub struct ProgramRhs<'a> {
     kernel: &'a dyn Kernel,
+    native: Option<crate::backend::NativeEntry>,
+    jacobian: Option<&'a JacobianKernel>,
     p: &'a [f64],
     t: [f64; 1],
     scratch: Vec<f64>,
+    /// The Jacobian kernel's raw output (column-major or compressed).
+    work: Vec<f64>,
     dim: usize,
+}
+
+impl<'a> ProgramRhs<'a> {
+    fn jacobian_kernel(&self) -> &'a JacobianKernel {
+        self.jacobian.expect("Program::solve compiles the Jacobian before a stiff solve")
+    }
+}
+
+impl OdeJacobian for ProgramRhs<'_> {
+    fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]) {
+        let n = self.dim;
+        self.t[0] = t;
+        match self.jacobian_kernel() {
+            JacobianKernel::Dense(k) => {
+                self.work.resize(n * n, 0.0);
+                k.call(&[&self.t, u, self.p], &mut [&mut self.work], &mut self.scratch);
+                // The kernel writes column-major; the solvers read row-major.
+                for i in 0..n {
+                    for j in 0..n {
+                        jac[i * n + j] = self.work[j * n + i];
+                    }
+                }
+            }
+            JacobianKernel::Sparse { .. } => {
+                jac.fill(0.0);
+                let pattern = self.sparsity().cloned().expect("a sparse kernel has a pattern");
+                let mut vals = vec![0.0; pattern.nnz()];
+                self.jac_sparse(t, u, &mut vals);
+                for i in 0..n {
+                    for (nz, &j) in (pattern.row_ptr[i]..pattern.row_ptr[i + 1]).zip(&pattern.cols[pattern.row_ptr[i]..pattern.row_ptr[i + 1]]) {
+                        jac[i * n + j] = vals[nz];
+                    }
+                }
+            }
+        }
+    }
+
+    fn sparsity(&self) -> Option<&Sparsity> {
+        match self.jacobian_kernel() {
+            JacobianKernel::Sparse { pattern, .. } => Some(pattern),
+            JacobianKernel::Dense(_) => None,
+        }
+    }
+
+    fn jac_sparse(&mut self, t: f64, u: &[f64], values: &mut [f64]) {
+        let JacobianKernel::Sparse {
+            kernel,
+            seeds,
+            gather,
+            compressed_len,
+            ..
+        } = self.jacobian_kernel()
+        else {
+            unreachable!("jac_sparse is only called when sparsity() is Some")
+        };
+        self.t[0] = t;
+        self.work.resize(*compressed_len, 0.0);
+        kernel.call(&[&self.t, u, self.p, seeds], &mut [&mut self.work], &mut self.scratch);
+        for (v, &g) in values.iter_mut().zip(gather.iter()) {
+            *v = self.work[g as usize];
+        }
+    }
 }
 
 impl OdeRhs for ProgramRhs<'_> {
@@ -190,15 +331,32 @@ impl OdeRhs for ProgramRhs<'_> {
     #[inline]
     fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]) {
         self.t[0] = t;
-        self.kernel.call(&[&self.t, u, self.p], &mut [du], &mut self.scratch);
+        match self.native {
+            Some(entry) => {
+                assert!(u.len() == self.dim && du.len() == self.dim, "state buffers of the wrong length");
+                let args = [self.t.as_ptr(), u.as_ptr(), self.p.as_ptr()];
+                let outs = [du.as_mut_ptr()];
+                // SAFETY: `Program::rhs` checked that this kernel's ABI is (t[1], u[dim],
+                // p[p.len()]) -> du[dim]; `u` and `du` were checked just above, `self.t` and
+                // `self.p` have those lengths by construction, and `scratch` was sized to the
+                // kernel's `scratch_len`. `du` is `&mut`, so it aliases no input. The code is
+                // alive: `self.kernel` borrows the kernel that owns it.
+                unsafe { entry(args.as_ptr(), outs.as_ptr(), self.scratch.as_mut_ptr()) }
+            }
+            None => self.kernel.call(&[&self.t, u, self.p], &mut [du], &mut self.scratch),
+        }
     }
 }
 
 fn build_kernels(fns: &[&Function], backend: Backend) -> Result<Vec<Arc<dyn Kernel>>, CompileError> {
     match backend {
-        Backend::Interpreter | Backend::Jit => Ok(fns
+        Backend::Interpreter => Ok(fns
             .iter()
             .map(|f| Arc::new(Interpreted::new((*f).clone())) as Arc<dyn Kernel>)
             .collect()),
+        Backend::Jit => {
+            let ks = crate::backend::cranelift::compile_all(fns).map_err(|e| CompileError::Backend(e.to_string()))?;
+            Ok(ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>).collect())
+        }
     }
 }

@@ -57,6 +57,15 @@ pub fn eval_nodes(f: &Function, args: &[&[f64]]) -> Vec<Vec<f64>> {
                     .map(|r| math::sum((0..c).map(|j| m[r * c + j] * x[j])))
                     .collect()
             }
+            Node::MatTVec { m, y, rows, cols } => {
+                let (m, y) = (v(m), v(y));
+                let (r, c) = (*rows as usize, *cols as usize);
+                (0..c).map(|j| math::sum((0..r).map(|i| m[i * c + j] * y[i]))).collect()
+            }
+            Node::Outer(a, b) => {
+                let (a, b) = (v(a), v(b));
+                a.iter().flat_map(|x| b.iter().map(move |y| x * y)).collect()
+            }
         };
         debug_assert_eq!(out.len(), len, "node %{i} produced the wrong length");
         vals.push(out);

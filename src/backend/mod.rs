@@ -20,7 +20,16 @@ pub trait Kernel: Send + Sync {
     fn scratch_len(&self) -> usize {
         0
     }
+    /// The machine-code entry point, when the kernel is native code. A hot loop that has
+    /// checked the buffer lengths once may call it directly (see `program::ProgramRhs`); the
+    /// code stays valid while the kernel is alive.
+    fn native(&self) -> Option<NativeEntry> {
+        None
+    }
 }
+
+/// The kernel ABI: argument pointers, output pointers, scratch.
+pub type NativeEntry = unsafe extern "C" fn(*const *const f64, *const *mut f64, *mut f64);
 
 /// Panics with a clear message unless the buffers have the kernel's lengths.
 pub fn check_buffers(name: &str, arg_lens: &[usize], out_lens: &[usize], args: &[&[f64]], outs: &[&mut [f64]]) {

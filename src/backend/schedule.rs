@@ -100,7 +100,11 @@ fn is_view(f: &Function, id: NodeId) -> bool {
     f.len_of(id) <= 1
         || matches!(
             f.node(id),
-            Node::Arg(_) | Node::Iota { .. } | Node::Broadcast(..) | Node::Gather { .. } | Node::Const(_)
+            Node::Arg(_)
+                | Node::Iota { .. }
+                | Node::Broadcast(..)
+                | Node::Gather { .. }
+                | Node::Const(_)
         )
 }
 
@@ -155,7 +159,9 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
                         || uses[i] > 1
                         || need_mem[i]
                         || (matches!(node, Node::Concat(_)) && dynamic[i])
-                        || matches!(node, Node::MatVec { cols, .. } if *cols as usize > unroll);
+                        || matches!(node, Node::MatVec { cols, .. } if *cols as usize > unroll)
+                        || matches!(node, Node::MatTVec { rows, .. } if *rows as usize > unroll)
+                        || matches!(node, Node::Outer(..));
                     if !materialise {
                         Place::Fused
                     } else if len <= unroll {
@@ -174,7 +180,8 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
                                 buf: Buf::Output(o),
                                 offset: 0,
                             },
-                            None => concat_range(f, &places, &uses, &consumer, id).unwrap_or_else(|| alloc(len)),
+                            None => concat_range(f, &places, &uses, &consumer, id)
+                                .unwrap_or_else(|| alloc(len)),
                         };
                         Place::Mem(slot)
                     }
@@ -190,6 +197,31 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
             _ => false,
         };
         match node {
+            Node::MatTVec { m, y, rows, cols } => {
+                let (rows, cols) = (*rows as usize, *cols as usize);
+                match place {
+                    Place::Fused => dynamic[m.index()] |= dynamic[i],
+                    _ => {
+                        let red_dyn = rows > unroll;
+                        let out_dyn = matches!(place, Place::Mem(_));
+                        dynamic[m.index()] |= red_dyn || out_dyn;
+                        dynamic[y.index()] |= red_dyn;
+                    }
+                }
+                if cols > 1 && !is_view(f, *y) {
+                    need_mem[y.index()] = true;
+                }
+            }
+            Node::Outer(a, b) => {
+                let (na, nb) = (f.len_of(*a), f.len_of(*b));
+                if matches!(place, Place::Mem(_)) {
+                    dynamic[a.index()] |= na > unroll;
+                    dynamic[b.index()] |= nb > unroll;
+                }
+                if na > 1 && !is_view(f, *b) {
+                    need_mem[b.index()] = true;
+                }
+            }
             Node::Unary(_, x) | Node::PowI(x, _) => dynamic[x.index()] |= lanes_dyn,
             Node::Binary(_, a, b) | Node::Compare(_, a, b) => {
                 dynamic[a.index()] |= lanes_dyn;
@@ -234,7 +266,11 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
                     need_mem[x.index()] = true;
                 }
             }
-            Node::Const(_) | Node::Arg(_) | Node::Iota { .. } | Node::Index { .. } | Node::Broadcast(..) => {}
+            Node::Const(_)
+            | Node::Arg(_)
+            | Node::Iota { .. }
+            | Node::Index { .. }
+            | Node::Broadcast(..) => {}
         }
     }
     Schedule {
@@ -258,8 +294,12 @@ fn concat_range(
         return None;
     }
     let c = consumer[id.index()]?;
-    let Node::Concat(parts) = f.node(c) else { return None };
-    let Place::Mem(dest) = places[c.index()] else { return None };
+    let Node::Concat(parts) = f.node(c) else {
+        return None;
+    };
+    let Place::Mem(dest) = places[c.index()] else {
+        return None;
+    };
     let mut off = 0;
     for p in parts {
         if *p == id {
@@ -280,8 +320,18 @@ mod tests {
     fn chain_is_fused_into_the_output_concat() {
         let mut b = Builder::new("f");
         let u = b.arg("u", 20);
-        let a = b.push(Node::Gather { v: u, start: 0, stride: 1, len: 18 });
-        let c = b.push(Node::Gather { v: u, start: 2, stride: 1, len: 18 });
+        let a = b.push(Node::Gather {
+            v: u,
+            start: 0,
+            stride: 1,
+            len: 18,
+        });
+        let c = b.push(Node::Gather {
+            v: u,
+            start: 2,
+            stride: 1,
+            len: 18,
+        });
         let d = b.push(Node::Binary(Op2::Sub, a, c));
         let e = b.push(Node::Unary(Func1::Exp, d));
         let u0 = b.push(Node::Index { v: u, k: 0 });
@@ -290,7 +340,13 @@ mod tests {
         b.output("du", cat);
         let f = b.finish();
         let s = schedule(&f, UNROLL);
-        assert_eq!(s.place(cat), Place::Mem(Slot { buf: Buf::Output(0), offset: 0 }));
+        assert_eq!(
+            s.place(cat),
+            Place::Mem(Slot {
+                buf: Buf::Output(0),
+                offset: 0
+            })
+        );
         assert_eq!(s.place(e), Place::Fused);
         assert_eq!(s.place(d), Place::Fused);
         assert_eq!(s.scratch_len, 0);
@@ -301,13 +357,29 @@ mod tests {
         let mut b = Builder::new("f");
         let p = b.arg("p", 400);
         let u = b.arg("u", 20);
-        let m = b.push(Node::Gather { v: p, start: 0, stride: 1, len: 400 });
-        let mv = b.push(Node::MatVec { m, x: u, rows: 20, cols: 20 });
+        let m = b.push(Node::Gather {
+            v: p,
+            start: 0,
+            stride: 1,
+            len: 400,
+        });
+        let mv = b.push(Node::MatVec {
+            m,
+            x: u,
+            rows: 20,
+            cols: 20,
+        });
         let t = b.arg("t", 1);
         let cat = b.push(Node::Concat(vec![t, mv]));
         b.output("o", cat);
         let f = b.finish();
         let s = schedule(&f, UNROLL);
-        assert_eq!(s.place(mv), Place::Mem(Slot { buf: Buf::Output(0), offset: 1 }));
+        assert_eq!(
+            s.place(mv),
+            Place::Mem(Slot {
+                buf: Buf::Output(0),
+                offset: 1
+            })
+        );
     }
 }

@@ -13,6 +13,14 @@ pub enum Emit {
     Ast,
     /// The IR of the vector field, initial values and outputs.
     Ir,
+    /// The IR of the Jacobian ∂f/∂u (dense column-major, or compressed by colouring).
+    Jacobian,
+    /// The IR of the forward-mode derivative (J·v for u and p).
+    Jvp,
+    /// The IR of the reverse-mode derivative (Jᵀ·w for u and p).
+    Vjp,
+    /// The Cranelift IR of the vector field.
+    Clif,
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +57,11 @@ pub fn run(a: CompileArgs) -> CliResult {
             }
             text
         }
+        Emit::Jacobian | Emit::Jvp | Emit::Vjp | Emit::Clif => {
+            let model = driver::check(&src).map_err(|d| diagnostics_failure(&src, &d))?;
+            let lowered = driver::lower(&model).map_err(|e| lower_failure(&src, e))?;
+            derived(&lowered, a.emit)?
+        }
     };
     write_output(a.output.as_ref(), &text)
 }
@@ -61,4 +74,31 @@ pub fn lower_failure(src: &Source, e: LowerError) -> Failure {
     let mut f = diagnostics_failure(src, &[d]);
     f.code = super::exit::UNAVAILABLE;
     f
+}
+
+/// The text of a derived kernel of the vector field.
+fn derived(l: &crate::ir::Lowered, emit: Emit) -> Result<String, Failure> {
+    let f = &l.vector_field;
+    Ok(match emit {
+        Emit::Jvp => crate::diff::jvp(f, &["u", "p"], true).to_text(),
+        Emit::Vjp => crate::diff::vjp(f, &["u", "p"], true).to_text(),
+        Emit::Jacobian => {
+            let n = f.args[f.arg_index("u").unwrap_or(1)].len;
+            match (n > 48).then(|| crate::diff::jacobian_sparse(f, "u")).flatten() {
+                Some(sj) => format!(
+                    "# sparse Jacobian: {} nonzeros in {n}x{n}, {} colours; output `compressed` holds J·seed per colour\n{}",
+                    sj.pattern.nnz(),
+                    sj.colours,
+                    sj.function.to_text()
+                ),
+                None => format!(
+                    "# dense Jacobian, output `jac` column-major ({n}x{n})\n{}",
+                    crate::diff::jacobian_dense(f, "u", true).to_text()
+                ),
+            }
+        }
+        Emit::Clif => crate::backend::cranelift::clif_text(f)
+            .map_err(|e| Failure::unavailable(format!("error: code generation failed: {e}")))?,
+        Emit::Ast | Emit::Ir => unreachable!("handled by the caller"),
+    })
 }

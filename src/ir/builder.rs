@@ -111,6 +111,8 @@ impl Builder {
             Node::Binary(_, a, b) | Node::Compare(_, a, b) => l(a).max(l(b)),
             Node::Select(c, a, b) => l(c).max(l(a)).max(l(b)),
             Node::MatVec { rows, .. } => *rows as usize,
+            Node::MatTVec { cols, .. } => *cols as usize,
+            Node::Outer(a, b) => l(a) * l(b),
         }
     }
 
@@ -236,6 +238,9 @@ impl Builder {
     }
 
     fn simplify_gather(&mut self, v: NodeId, start: u32, stride: i32, len: u32) -> Result<NodeId, Node> {
+        if len == 0 {
+            return Ok(self.push(Node::Concat(Vec::new())));
+        }
         if len == 1 {
             return Ok(self.push(Node::Index { v, k: start }));
         }

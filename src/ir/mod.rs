@@ -65,6 +65,11 @@ pub enum Node {
     Dot(NodeId, NodeId),
     /// `m` (row-major, `rows × cols`) times `x` (length `cols`); length `rows`.
     MatVec { m: NodeId, x: NodeId, rows: u32, cols: u32 },
+    /// The transpose product `mᵀ y` (`m` row-major `rows × cols`, `y` length `rows`);
+    /// length `cols`. Entry j accumulates over rows in order (reverse mode of `MatVec`).
+    MatTVec { m: NodeId, y: NodeId, rows: u32, cols: u32 },
+    /// The outer product `a bᵀ`, row-major: entry `r*|b| + c` is `a[r]*b[c]`.
+    Outer(NodeId, NodeId),
 }
 
 impl Node {
@@ -88,6 +93,8 @@ impl Node {
             Node::Broadcast(x, _) | Node::Unary(_, x) | Node::PowI(x, _) | Node::Sum(x) => vec![*x],
             Node::Binary(_, a, b) | Node::Compare(_, a, b) | Node::Dot(a, b) => vec![*a, *b],
             Node::MatVec { m, x, .. } => vec![*m, *x],
+            Node::MatTVec { m, y, .. } => vec![*m, *y],
+            Node::Outer(a, b) => vec![*a, *b],
             Node::Select(c, a, b) => vec![*c, *a, *b],
         }
     }
@@ -118,6 +125,13 @@ impl Node {
                 rows: *rows,
                 cols: *cols,
             },
+            Node::MatTVec { m, y, rows, cols } => Node::MatTVec {
+                m: f(*m),
+                y: f(*y),
+                rows: *rows,
+                cols: *cols,
+            },
+            Node::Outer(a, b) => Node::Outer(f(*a), f(*b)),
         }
     }
 }

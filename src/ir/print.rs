@@ -27,6 +27,7 @@ fn node(f: &Function, n: &Node) -> String {
         Node::Iota { start, .. } => format!("iota {start}"),
         Node::Index { v, k } => format!("index {}[{k}]", r(v)),
         Node::Gather { v, start, stride, .. } => format!("gather {}[{start}; {stride:+}]", r(v)),
+        Node::Concat(parts) if parts.is_empty() => "concat".to_string(),
         Node::Concat(parts) => format!("concat {}", parts.iter().map(r).collect::<Vec<_>>().join(", ")),
         Node::Broadcast(x, _) => format!("broadcast {}", r(x)),
         Node::Unary(op, x) => format!("{} {}", op.name(), r(x)),
@@ -37,5 +38,7 @@ fn node(f: &Function, n: &Node) -> String {
         Node::Sum(x) => format!("sum {}", r(x)),
         Node::Dot(a, b) => format!("dot {}, {}", r(a), r(b)),
         Node::MatVec { m, x, rows, cols } => format!("matvec {}[{rows}x{cols}], {}", r(m), r(x)),
+        Node::MatTVec { m, y, rows, cols } => format!("mattvec {}[{rows}x{cols}], {}", r(m), r(y)),
+        Node::Outer(a, b) => format!("outer {}, {}", r(a), r(b)),
     }
 }

@@ -49,6 +49,12 @@ pub fn validate(f: &Function) -> Result<(), String> {
                     return here("matvec shape mismatch".into());
                 }
             }
+            Node::MatTVec { m, y, rows, cols } => {
+                if l(m) != (*rows * *cols) as usize || l(y) != *rows as usize || len != *cols as usize {
+                    return here("mattvec shape mismatch".into());
+                }
+            }
+            Node::Outer(a, b) if len != l(a) * l(b) => return here("outer length mismatch".into()),
             _ => {}
         }
     }

@@ -30,7 +30,9 @@ use super::tableau::{
 };
 use super::{FailReason, OdeRhs, SolveError, Stats};
 
-/// An explicit Runge–Kutta method (LANGUAGE.md §6 "Method names").
+/// A solver method (LANGUAGE.md §6 "Method names"): the explicit Runge–Kutta methods, run
+/// by [`solve_with`], and the implicit (stiff) ones, run by [`super::stiff::solve_stiff`]
+/// (they need a Jacobian, see [`super::OdeJacobian`]). [`super::stiff::solve_any`] takes any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
     Euler,
@@ -41,10 +43,35 @@ pub enum Method {
     Dopri5,
     Tsit5,
     Vern7,
+    /// Shampine–Reichelt's ode23s Rosenbrock W-method: L-stable, order 2, error estimate
+    /// from a 3rd-order companion, own 2nd-order dense output.
+    Rosenbrock23,
+    /// Rodas5P (Steinebach 2023): 8-stage stiffly accurate Rosenbrock method, order 5 with
+    /// an embedded order-4 estimate and its own 4th-order dense output.
+    Rodas5,
+    /// Variable-order (1–5) BDF/NDF with quasi-constant steps, modified Newton and
+    /// Jacobian/LU reuse. Adaptive only.
+    Bdf,
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    /// Every method, explicit then implicit.
+    pub const ALL: [Method; 11] = [
+        Method::Euler,
+        Method::Midpoint,
+        Method::Heun,
+        Method::Rk4,
+        Method::Bosh3,
+        Method::Dopri5,
+        Method::Tsit5,
+        Method::Vern7,
+        Method::Rosenbrock23,
+        Method::Rodas5,
+        Method::Bdf,
+    ];
+
+    /// The explicit Runge–Kutta methods (those with a Butcher tableau).
+    pub const EXPLICIT: [Method; 8] = [
         Method::Euler,
         Method::Midpoint,
         Method::Heun,
@@ -54,6 +81,9 @@ impl Method {
         Method::Tsit5,
         Method::Vern7,
     ];
+
+    /// The implicit (stiff) methods, which need a Jacobian.
+    pub const IMPLICIT: [Method; 3] = [Method::Rosenbrock23, Method::Rodas5, Method::Bdf];
 
     /// The method with this (lower-case) name, if it is one of ours.
     pub fn from_name(name: &str) -> Option<Method> {
@@ -70,7 +100,15 @@ impl Method {
             Method::Dopri5 => DOPRI5.name,
             Method::Tsit5 => TSIT5.name,
             Method::Vern7 => VERN7.name,
+            Method::Rosenbrock23 => "rosenbrock23",
+            Method::Rodas5 => "rodas5",
+            Method::Bdf => "bdf",
         }
+    }
+
+    /// Needs a Jacobian and runs in [`super::stiff::solve_stiff`].
+    pub fn is_implicit(self) -> bool {
+        matches!(self, Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf)
     }
 
     /// Needs a `dt` and always runs with fixed steps (heun carries an embedded Euler estimate
@@ -82,11 +120,18 @@ impl Method {
         )
     }
 
+    /// Always adaptive: `adaptive = false` is refused (bdf).
+    pub fn is_adaptive_only(self) -> bool {
+        matches!(self, Method::Bdf)
+    }
+
+    /// The order of the method (bdf: its highest order, 5).
     pub fn order(self) -> u32 {
         self.tableau_info().0
     }
 
-    /// The order of the embedded error estimate, when there is one.
+    /// The order of the embedded error estimate, when there is one (bdf: none, its
+    /// estimate comes from the predictor).
     pub fn embedded_order(self) -> Option<u32> {
         let e = self.tableau_info().1;
         (e > 0).then_some(e)
@@ -96,7 +141,8 @@ impl Method {
         self.tableau_info().2
     }
 
-    /// Number of stages (rhs calls per step without FSAL reuse).
+    /// Number of stages (rhs calls per step without FSAL reuse; for Rosenbrock methods
+    /// also the number of linear solves; bdf: 1).
     pub fn stages(self) -> usize {
         self.tableau_info().3
     }
@@ -114,12 +160,15 @@ impl Method {
             Method::Dopri5 => f(&DOPRI5),
             Method::Tsit5 => f(&TSIT5),
             Method::Vern7 => f(&VERN7),
+            Method::Rosenbrock23 => (2, 3, true, 3),
+            Method::Rodas5 => (5, 4, false, 8),
+            Method::Bdf => (5, 0, false, 1),
         }
     }
 
-    /// The Butcher tableau, as data.
-    pub fn tableau(self) -> Tableau {
-        match self {
+    /// The Butcher tableau, as data (`None` for the implicit methods).
+    pub fn tableau(self) -> Option<Tableau> {
+        Some(match self {
             Method::Euler => EULER.to_tableau(),
             Method::Midpoint => MIDPOINT.to_tableau(),
             Method::Heun => HEUN.to_tableau(),
@@ -128,7 +177,8 @@ impl Method {
             Method::Dopri5 => DOPRI5.to_tableau(),
             Method::Tsit5 => TSIT5.to_tableau(),
             Method::Vern7 => VERN7.to_tableau(),
-        }
+            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf => return None,
+        })
     }
 }
 
@@ -201,7 +251,7 @@ impl SolveOptions {
 
     /// Whether this solve runs with fixed steps.
     pub fn is_fixed_step(&self) -> bool {
-        self.method.is_fixed_step_only() || !self.adaptive
+        self.method.is_fixed_step_only() || (!self.adaptive && !self.method.is_adaptive_only())
     }
 
     /// Checks the options against a state dimension; the message is suitable for a user.
@@ -231,6 +281,12 @@ impl SolveOptions {
             if a == 0.0 && self.rtol == 0.0 && !self.is_fixed_step() {
                 return Err("rtol and atol cannot both be zero".into());
             }
+        }
+        if !self.adaptive && self.method.is_adaptive_only() {
+            return Err(format!(
+                "method `{}` is adaptive only: it cannot run with fixed steps",
+                self.method
+            ));
         }
         match self.dt {
             None if self.is_fixed_step() => {
@@ -371,28 +427,15 @@ pub fn solve(
 }
 
 /// As [`solve`], monomorphised over the vector field (use this in hot paths).
+///
+/// Explicit methods only: an implicit method is refused with `InvalidInput` (use
+/// [`super::stiff::solve_stiff`] or [`super::stiff::solve_any`], which need a Jacobian).
 pub fn solve_with<R: OdeRhs + ?Sized>(
     rhs: &mut R,
     u0: &[f64],
     opts: &SolveOptions,
 ) -> Result<Solution, SolveError> {
-    let fail = |msg: String| {
-        Err(SolveError {
-            t: opts.t0,
-            reason: FailReason::InvalidInput(msg),
-            stats: Stats::default(),
-        })
-    };
-    if u0.len() != rhs.dim() {
-        return fail(format!(
-            "the initial state has {} components but the system has {}",
-            u0.len(),
-            rhs.dim()
-        ));
-    }
-    if let Err(msg) = opts.validate(u0.len()) {
-        return fail(msg);
-    }
+    check_input(rhs.dim(), u0, opts)?;
     match opts.method {
         Method::Euler => run::<R, 1, Euler>(rhs, u0, opts),
         Method::Midpoint => run::<R, 2, Midpoint>(rhs, u0, opts),
@@ -402,7 +445,74 @@ pub fn solve_with<R: OdeRhs + ?Sized>(
         Method::Dopri5 => run::<R, 7, Dopri5>(rhs, u0, opts),
         Method::Tsit5 => run::<R, 7, Tsit5>(rhs, u0, opts),
         Method::Vern7 => run::<R, 10, Vern7>(rhs, u0, opts),
+        m @ (Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf) => Err(SolveError {
+            t: opts.t0,
+            reason: FailReason::InvalidInput(format!(
+                "method `{m}` is implicit: it needs a Jacobian (solve it with solve_stiff or solve_any)"
+            )),
+            stats: Stats::default(),
+        }),
     }
+}
+
+/// The checks every solve makes before it starts (state length, options); the error is an
+/// `InvalidInput` at t0 with empty stats.
+pub(crate) fn check_input(dim: usize, u0: &[f64], opts: &SolveOptions) -> Result<(), SolveError> {
+    let fail = |msg: String| {
+        Err(SolveError {
+            t: opts.t0,
+            reason: FailReason::InvalidInput(msg),
+            stats: Stats::default(),
+        })
+    };
+    if u0.len() != dim {
+        return fail(format!(
+            "the initial state has {} components but the system has {}",
+            u0.len(),
+            dim
+        ));
+    }
+    if let Err(msg) = opts.validate(u0.len()) {
+        return fail(msg);
+    }
+    Ok(())
+}
+
+/// The absolute tolerance expanded to one entry per component.
+pub(crate) fn expand_atol(opts: &SolveOptions, dim: usize) -> Vec<f64> {
+    if opts.atol.len() == 1 {
+        vec![opts.atol[0]; dim]
+    } else {
+        opts.atol.clone()
+    }
+}
+
+/// The adaptive loop's step bounds (hmax, dtmin): see the module docs.
+pub(crate) fn step_bounds(opts: &SolveOptions) -> (f64, f64) {
+    let (t0, t1) = (opts.t0, opts.t1);
+    let hmax = opts.dtmax.unwrap_or(f64::INFINITY).min((t1 - t0).abs());
+    let dtmin = opts
+        .dtmin
+        .unwrap_or(16.0 * f64::EPSILON * t0.abs().max(t1.abs()));
+    (hmax, dtmin)
+}
+
+/// The number of fixed steps and the end of step `k` (1-based) of a fixed-step solve: steps
+/// end at t0 + k·dt, the last one exactly at t1 (a remainder below 1e-9·dt is absorbed).
+pub(crate) fn fixed_steps(opts: &SolveOptions) -> (u64, impl Fn(u64) -> f64) {
+    let (t0, t1) = (opts.t0, opts.t1);
+    let dir = if t1 < t0 { -1.0 } else { 1.0 };
+    let dt = opts.dt.expect("validated").abs();
+    let r = (t1 - t0).abs() / dt;
+    let n = (r - 1e-9 * r.max(1.0)).ceil().max(1.0);
+    let n = if n >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        n as u64
+    };
+    (n, move |k: u64| {
+        if k == n { t1 } else { t0 + dir * (k as f64) * dt }
+    })
 }
 
 /// A tableau known at compile time.
@@ -428,7 +538,7 @@ scheme!(Tsit5, 7, TSIT5);
 scheme!(Vern7, 10, VERN7);
 
 #[inline]
-fn all_finite(x: &[f64]) -> bool {
+pub(crate) fn all_finite(x: &[f64]) -> bool {
     // x·0 is 0 for finite x and NaN for ±∞/NaN.
     x.iter().fold(0.0, |acc, v| acc + v * 0.0) == 0.0
 }
@@ -695,11 +805,7 @@ fn run<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
     let (t0, t1) = (opts.t0, opts.t1);
     let dir = if t1 < t0 { -1.0 } else { 1.0 };
     let save = opts.save_times().expect("validated");
-    let atol = if opts.atol.len() == 1 {
-        vec![opts.atol[0]; dim]
-    } else {
-        opts.atol.clone()
-    };
+    let atol = expand_atol(opts, dim);
     let mut w = Work {
         dim,
         u: u0.to_vec(),
@@ -778,17 +884,8 @@ fn run_fixed<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
     opts: &SolveOptions,
     w: &mut Work,
 ) -> Result<(), SolveError> {
-    let (t0, t1, dir) = (opts.t0, opts.t1, w.dir);
-    let dt = opts.dt.expect("validated").abs();
-    let r = (t1 - t0).abs() / dt;
-    // Number of steps; a remainder below 1e-9·dt is absorbed by the last full step.
-    let n = (r - 1e-9 * r.max(1.0)).ceil().max(1.0);
-    let n = if n >= u64::MAX as f64 {
-        u64::MAX
-    } else {
-        n as u64
-    };
-    let mut t = t0;
+    let (n, step_end) = fixed_steps(opts);
+    let mut t = opts.t0;
     let mut k0_valid = true;
     for step in 1..=n {
         if w.stats.steps >= opts.max_steps {
@@ -799,11 +896,7 @@ fn run_fixed<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
                 },
             ));
         }
-        let t_new = if step == n {
-            t1
-        } else {
-            t0 + dir * (step as f64) * dt
-        };
+        let t_new = step_end(step);
         let h = t_new - t;
         if !k0_valid {
             refresh_k0(rhs, t, w)?;
@@ -828,10 +921,7 @@ fn run_adaptive<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
 ) -> Result<(), SolveError> {
     let (t0, t1, dir) = (opts.t0, opts.t1, w.dir);
     let dim = w.dim;
-    let hmax = opts.dtmax.unwrap_or(f64::INFINITY).min((t1 - t0).abs());
-    let dtmin = opts
-        .dtmin
-        .unwrap_or(16.0 * f64::EPSILON * t0.abs().max(t1.abs()));
+    let (hmax, dtmin) = step_bounds(opts);
     let mut ctrl = PiController::new(M::TAB.embedded_order + 1);
     let mut h = match opts.dt {
         Some(dt) => dt.abs().min(hmax),

@@ -8,12 +8,14 @@
 pub mod controller;
 pub mod dense;
 pub mod integrate;
+pub mod stiff;
 pub mod tableau;
 
 #[cfg(test)]
 mod solver_tests;
 
 pub use integrate::{FnRhs, Method, SaveAt, Solution, SolveOptions, solve, solve_with};
+pub use stiff::{solve_any, solve_stiff};
 
 /// A vector field u' = f(t, u) over a fixed-length state.
 ///
@@ -51,6 +53,12 @@ pub trait OdeJacobian: OdeRhs {
     /// The Jacobian's values at (t, u) in the order of `sparsity().cols`.
     fn jac_sparse(&mut self, _t: f64, _u: &[f64], _values: &mut [f64]) {
         unimplemented!("jac_sparse is only called when sparsity() is Some")
+    }
+    /// ∂f/∂t at (t, u), for Rosenbrock methods on non-autonomous systems. Return `false`
+    /// (the default) when not implemented: the solver then uses a forward difference (one
+    /// counted rhs call per step). An autonomous system may write zeros and return `true`.
+    fn time_derivative(&mut self, _t: f64, _u: &[f64], _dfdt: &mut [f64]) -> bool {
+        false
     }
 }
 
@@ -93,6 +101,12 @@ pub enum FailReason {
     /// a save time outside [t0, t1], a wrong atol or u0 length). Nothing was solved.
     /// Callers may check first with `SolveOptions::validate` to report a usage error.
     InvalidInput(String),
+    /// The iteration matrix W = I − γ·h·J of an implicit method was singular (or its LU
+    /// factors non-finite) and shrinking the step did not help.
+    SingularMatrix,
+    /// The Newton iteration of an implicit method (bdf) kept failing to converge even with
+    /// a fresh Jacobian as the step was reduced.
+    NewtonFailure { dt: f64 },
 }
 
 /// A failed solve: the time reached (the last accepted time) and the reason.
@@ -122,6 +136,16 @@ impl std::fmt::Display for SolveError {
                 self.t
             ),
             FailReason::InvalidInput(msg) => write!(f, "invalid solver input: {msg}"),
+            FailReason::SingularMatrix => write!(
+                f,
+                "solver failed at t = {}: the implicit method's iteration matrix I - gamma*h*J is singular",
+                self.t
+            ),
+            FailReason::NewtonFailure { dt } => write!(
+                f,
+                "solver failed at t = {}: the Newton iteration did not converge (dt = {dt:e}); the Jacobian may be wrong or the problem singular here",
+                self.t
+            ),
         }
     }
 }

@@ -70,6 +70,14 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
+        if n > MAX_SIZE {
+            self.error(
+                Diagnostic::error("E0207", e.span, format!("{what} is too large"))
+                    .label(format!("this is {n}"))
+                    .hint(format!("sizes are limited to {MAX_SIZE} entries")),
+            );
+            return None;
+        }
         Some(n as usize)
     }
 
@@ -244,6 +252,9 @@ impl<'a> Checker<'a> {
         Some((kind, seed))
     }
 }
+
+/// The largest array size (a state of this many f64 entries is already 8 GB).
+pub const MAX_SIZE: i64 = 1 << 30;
 
 pub(super) fn capital(s: &str) -> String {
     let mut c = s.chars();

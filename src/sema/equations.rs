@@ -158,7 +158,7 @@ impl<'a> Checker<'a> {
             let mut segs: Vec<&EquationDef> = eqs.iter().filter(|e| e.state == sid && e.hi > e.lo).collect();
             segs.sort_by_key(|e| (e.lo, e.hi));
             let n = s.size();
-            if self.failed_eq_states.contains(&s.name) {
+            if n == 0 || self.failed_eq_states.contains(&s.name) {
                 continue; // one of its equations had an error of its own
             }
             if segs.is_empty() {

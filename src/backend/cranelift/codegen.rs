@@ -44,7 +44,11 @@ enum Ix {
 
 impl Ix {
     fn var(v: Value) -> Ix {
-        Ix::Dyn { var: v, mul: 1, add: 0 }
+        Ix::Dyn {
+            var: v,
+            mul: 1,
+            add: 0,
+        }
     }
     /// `start + stride * self`.
     fn affine(self, stride: i64, start: i64) -> Ix {
@@ -128,7 +132,9 @@ impl<'a, 'b> Gen<'a, 'b> {
                 Place::Empty | Place::Arg(_) | Place::Fused => {}
                 Place::Scalar => {
                     let v = match f.node(id) {
-                        Node::MatVec { m, x, cols, .. } => self.matvec_rows(*m, *x, 1, *cols as usize)[0],
+                        Node::MatVec { m, x, cols, .. } => {
+                            self.matvec_rows(*m, *x, 1, *cols as usize)[0]
+                        }
                         _ => self.expand(id, Ix::Const(0)),
                     };
                     self.scalars[i] = Some(v);
@@ -138,7 +144,9 @@ impl<'a, 'b> Gen<'a, 'b> {
                         Node::MatVec { m, x, rows, cols } => {
                             self.matvec_rows(*m, *x, *rows as usize, *cols as usize)
                         }
-                        _ => (0..f.len_of(id)).map(|k| self.expand(id, Ix::Const(k as i64))).collect(),
+                        _ => (0..f.len_of(id))
+                            .map(|k| self.expand(id, Ix::Const(k as i64)))
+                            .collect(),
                     };
                     if let Some(slot) = slot {
                         for (k, v) in vals.iter().enumerate() {
@@ -187,7 +195,43 @@ impl<'a, 'b> Gen<'a, 'b> {
                     vec![]
                 });
             }
+            Node::Outer(a, b) => self.outer_into(*a, *b, slot),
             _ => self.write(slot, f.len_of(id), &mut |g, ix| g.expand(id, ix)),
+        }
+    }
+
+    /// `dest[r*|b| + c] = a[r] * b[c]`: a loop (or unrolled sequence) over rows, each row
+    /// stored like an elementwise vector.
+    fn outer_into(&mut self, a: NodeId, b: NodeId, dest: Slot) {
+        let (na, nb) = (self.f.len_of(a), self.f.len_of(b) as i64);
+        let row = |g: &mut Self, r: Ix| {
+            let x = g.elem(a, r);
+            let lane = |g: &mut Self, c: Ix| {
+                let z = g.elem(b, c);
+                let v = g.b.ins().fmul(x, z);
+                let k = g.ix_mat(r, nb, c);
+                g.store(dest, k, v);
+            };
+            if nb as usize <= g.s.unroll {
+                for c in 0..nb {
+                    lane(g, Ix::Const(c));
+                }
+            } else {
+                g.for_loop(0, nb, &[], &mut |g, c, _| {
+                    lane(g, c);
+                    vec![]
+                });
+            }
+        };
+        if na <= self.s.unroll {
+            for r in 0..na {
+                row(self, Ix::Const(r as i64));
+            }
+        } else {
+            self.for_loop(0, na as i64, &[], &mut |g, r, _| {
+                row(g, r);
+                vec![]
+            });
         }
     }
 
@@ -203,9 +247,15 @@ impl<'a, 'b> Gen<'a, 'b> {
         }
         let main = len - len % LOOP_UNROLL;
         self.for_loop_step(0, main as i64, LOOP_UNROLL as i64, &[], &mut |g, i, _| {
-            let Ix::Dyn { var, .. } = i else { unreachable!() };
+            let Ix::Dyn { var, .. } = i else {
+                unreachable!()
+            };
             for q in 0..LOOP_UNROLL as i64 {
-                let ix = Ix::Dyn { var, mul: 1, add: q };
+                let ix = Ix::Dyn {
+                    var,
+                    mul: 1,
+                    add: q,
+                };
                 let v = lane(g, ix);
                 g.store(dest, ix, v);
             }
@@ -218,7 +268,13 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 
     /// A counted loop `for i in start..end` (at least one trip) carrying f64 values.
-    fn for_loop(&mut self, start: i64, end: i64, carried: &[Value], body: Body<'_, 'a, 'b>) -> Vec<Value> {
+    fn for_loop(
+        &mut self,
+        start: i64,
+        end: i64,
+        carried: &[Value],
+        body: Body<'_, 'a, 'b>,
+    ) -> Vec<Value> {
         self.for_loop_step(start, end, 1, carried, body)
     }
 
@@ -242,14 +298,20 @@ impl<'a, 'b> Gen<'a, 'b> {
             self.b.append_block_param(exit, types::F64);
         }
         let i0 = self.b.ins().iconst(types::I64, start);
-        let a: Vec<BlockArg> = std::iter::once(i0).chain(carried.iter().copied()).map(BlockArg::Value).collect();
+        let a: Vec<BlockArg> = std::iter::once(i0)
+            .chain(carried.iter().copied())
+            .map(BlockArg::Value)
+            .collect();
         self.b.ins().jump(blk, &a);
         self.b.switch_to_block(blk);
         let params = self.b.block_params(blk).to_vec();
         let next = body(self, Ix::var(params[0]), &params[1..]);
         let i1 = self.b.ins().iadd_imm_s(params[0], step);
         let c = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, i1, end);
-        let back: Vec<BlockArg> = std::iter::once(i1).chain(next.iter().copied()).map(BlockArg::Value).collect();
+        let back: Vec<BlockArg> = std::iter::once(i1)
+            .chain(next.iter().copied())
+            .map(BlockArg::Value)
+            .collect();
         let out: Vec<BlockArg> = next.iter().copied().map(BlockArg::Value).collect();
         self.b.ins().brif(c, blk, &back, exit, &out);
         self.b.switch_to_block(exit);
@@ -320,9 +382,24 @@ impl<'a, 'b> Gen<'a, 'b> {
         match (r, j) {
             (Ix::Const(a), j) => j.affine(1, a * cols),
             (r, Ix::Const(b)) => r.affine(cols, b),
-            (Ix::Dyn { var: v1, mul: m1, add: a1 }, Ix::Dyn { var: v2, mul: m2, add: a2 }) => {
+            (
+                Ix::Dyn {
+                    var: v1,
+                    mul: m1,
+                    add: a1,
+                },
+                Ix::Dyn {
+                    var: v2,
+                    mul: m2,
+                    add: a2,
+                },
+            ) => {
                 let x = self.b.ins().imul_imm_s(v1, m1 * cols);
-                let y = if m2 == 1 { v2 } else { self.b.ins().imul_imm_s(v2, m2) };
+                let y = if m2 == 1 {
+                    v2
+                } else {
+                    self.b.ins().imul_imm_s(v2, m2)
+                };
                 let s = self.b.ins().iadd(x, y);
                 Ix::Dyn {
                     var: s,
@@ -379,7 +456,10 @@ impl<'a, 'b> Gen<'a, 'b> {
             Place::Lanes(slot) => match (ix, slot) {
                 (Ix::Const(k), _) => self.lanes[id.index()][k as usize],
                 (_, Some(slot)) => self.load(self.base(slot.buf), slot.offset, ix),
-                (_, None) => panic!("schedule: %{} read at a run-time index but has no memory", id.0),
+                (_, None) => panic!(
+                    "schedule: %{} read at a run-time index but has no memory",
+                    id.0
+                ),
             },
             Place::Fused => self.expand(id, ix),
             Place::Scalar | Place::Empty => unreachable!("length mismatch at %{}", id.0),
@@ -390,18 +470,45 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn expand(&mut self, id: NodeId, ix: Ix) -> Value {
         let f = self.f;
         match f.node(id) {
+            Node::MatTVec { m, y, rows, cols } => {
+                // Entry j: Σ_i m[i*cols + j] y[i], over rows in order.
+                let (m, y, cols) = (*m, *y, *cols as i64);
+                self.reduce(*rows as usize, &mut |g, i| {
+                    let mi = g.ix_mat(i, cols, ix);
+                    let a = g.elem(m, mi);
+                    let b = g.elem(y, i);
+                    g.b.ins().fmul(a, b)
+                })
+            }
+            Node::Outer(a, b) => {
+                // Entry r*|b| + c is a[r]*b[c]; only read at constant indices (the schedule
+                // materialises every longer outer product with `outer_into`).
+                let Ix::Const(k) = ix else {
+                    panic!("schedule: outer %{} read at a run-time index", id.0)
+                };
+                let nb = f.len_of(*b) as i64;
+                let x = self.elem(*a, Ix::Const(k / nb));
+                let z = self.elem(*b, Ix::Const(k % nb));
+                self.b.ins().fmul(x, z)
+            }
             Node::Const(bits) => self.b.ins().f64const(f64::from_bits(*bits)),
             Node::Arg(k) => self.load(self.args[*k as usize], 0, ix),
             Node::Iota { start, .. } => match ix {
                 Ix::Const(k) => self.b.ins().f64const((start + k) as f64),
                 Ix::Dyn { var, mul, add } => {
-                    let v = if mul == 1 { var } else { self.b.ins().imul_imm_s(var, mul) };
+                    let v = if mul == 1 {
+                        var
+                    } else {
+                        self.b.ins().imul_imm_s(var, mul)
+                    };
                     let v = self.b.ins().iadd_imm_s(v, start + add);
                     self.b.ins().fcvt_from_sint(types::F64, v)
                 }
             },
             Node::Index { v, k } => self.elem(*v, Ix::Const(*k as i64)),
-            Node::Gather { v, start, stride, .. } => self.elem(*v, ix.affine(*stride as i64, *start as i64)),
+            Node::Gather {
+                v, start, stride, ..
+            } => self.elem(*v, ix.affine(*stride as i64, *start as i64)),
             Node::Concat(parts) => {
                 let Ix::Const(k) = ix else {
                     panic!("schedule: concat %{} read at a run-time index", id.0)

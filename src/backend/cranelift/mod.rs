@@ -17,9 +17,9 @@ mod shims;
 use crate::backend::schedule::{self, Schedule};
 use crate::backend::{Kernel, check_buffers};
 use crate::ir::Function;
+use cranelift_codegen::Context;
 use cranelift_codegen::ir::{AbiParam, FuncRef, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_codegen::Context;
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
@@ -70,7 +70,7 @@ impl Drop for Code {
     }
 }
 
-type RawFn = unsafe extern "C" fn(*const *const f64, *const *mut f64, *mut f64);
+type RawFn = super::NativeEntry;
 
 /// A compiled kernel. Cheap to share between threads: each caller passes its own scratch.
 pub struct JitKernel {
@@ -111,6 +111,9 @@ impl Kernel for JitKernel {
     }
     fn scratch_len(&self) -> usize {
         self.scratch_len
+    }
+    fn native(&self) -> Option<super::NativeEntry> {
+        Some(self.func)
     }
     #[inline]
     fn call(&self, args: &[&[f64]], outs: &mut [&mut [f64]], scratch: &mut Vec<f64>) {
@@ -160,7 +163,12 @@ impl JitKernel {
     /// writable f64s not overlapping any other buffer, and `scratch` to `scratch_len()`
     /// writable f64s used by no other thread during the call.
     #[inline]
-    pub unsafe fn call_raw(&self, args: *const *const f64, outs: *const *mut f64, scratch: *mut f64) {
+    pub unsafe fn call_raw(
+        &self,
+        args: *const *const f64,
+        outs: *const *mut f64,
+        scratch: *mut f64,
+    ) {
         // SAFETY: the caller's contract above is exactly the generated code's.
         unsafe { (self.func)(args, outs, scratch) }
     }
@@ -171,7 +179,9 @@ fn new_module() -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(cl_err)?;
     flags.set("is_pic", "false").map_err(cl_err)?;
-    flags.set("use_colocated_libcalls", "false").map_err(cl_err)?;
+    flags
+        .set("use_colocated_libcalls", "false")
+        .map_err(cl_err)?;
     let mut isa = cranelift_native::builder().map_err(cl_err)?;
     // Never fuse multiply-add (the code never asks for `fma`; this makes sure of it on x86).
     let _ = isa.set("has_fma", "false");
@@ -213,7 +223,9 @@ fn build(
                 sig.params.push(AbiParam::new(types::F64));
             }
             sig.returns.push(AbiParam::new(types::F64));
-            let fid = module.declare_function(def.name, Linkage::Import, &sig).map_err(cl_err)?;
+            let fid = module
+                .declare_function(def.name, Linkage::Import, &sig)
+                .map_err(cl_err)?;
             refs[k] = Some(module.declare_func_in_func(fid, &mut ctx.func));
         }
     }
@@ -235,7 +247,9 @@ pub fn compile_all(fs: &[&Function]) -> Result<Vec<JitKernel>, JitError> {
     for (i, f) in fs.iter().enumerate() {
         let sig = kernel_signature(&module);
         let sym = format!("ndec_k{i}_{}", f.name);
-        let id = module.declare_function(&sym, Linkage::Local, &sig).map_err(cl_err)?;
+        let id = module
+            .declare_function(&sym, Linkage::Local, &sig)
+            .map_err(cl_err)?;
         let sched = build(&mut module, &mut ctx, &mut fctx, f, id)?;
         module
             .define_function(id, &mut ctx)
@@ -244,7 +258,10 @@ pub fn compile_all(fs: &[&Function]) -> Result<Vec<JitKernel>, JitError> {
         built.push((id, sched.scratch_len));
     }
     module.finalize_definitions().map_err(cl_err)?;
-    let ptrs: Vec<*const u8> = built.iter().map(|(id, _)| module.get_finalized_function(*id)).collect();
+    let ptrs: Vec<*const u8> = built
+        .iter()
+        .map(|(id, _)| module.get_finalized_function(*id))
+        .collect();
     let code = Arc::new(Code(Some(module)));
     Ok(fs
         .iter()

@@ -21,18 +21,29 @@ fn ir(text: &str) -> ndec::ir::Lowered {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
-    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500)).sample_size(20);
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(20);
     for n in [100usize, 1_000, 10_000, 100_000] {
         let text = heat(n);
-        g.bench_with_input(BenchmarkId::new("heat_ir", n), &text, |b, t| b.iter(|| ir(t)));
+        g.bench_with_input(BenchmarkId::new("heat_ir", n), &text, |b, t| {
+            b.iter(|| ir(t))
+        });
         let l = ir(&text);
         g.bench_with_input(BenchmarkId::new("heat_sparse_jacobian", n), &l, |b, l| {
             b.iter(|| ndec::diff::jacobian_sparse(&l.vector_field, "u").expect("sparse"))
         });
         let sj = ndec::diff::jacobian_sparse(&l.vector_field, "u").expect("sparse");
-        g.bench_with_input(BenchmarkId::new("heat_jit_f_and_jacobian", n), &(&l, &sj), |b, (l, sj)| {
-            b.iter(|| ndec::backend::cranelift::compile_all(&[&l.vector_field, &sj.function]).expect("jit"))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("heat_jit_f_and_jacobian", n),
+            &(&l, &sj),
+            |b, (l, sj)| {
+                b.iter(|| {
+                    ndec::backend::cranelift::compile_all(&[&l.vector_field, &sj.function])
+                        .expect("jit")
+                })
+            },
+        );
     }
     g.bench_function("mlp_64_256_256_64_ir", |b| b.iter(|| ir(MLP)));
     let l = ir(MLP);

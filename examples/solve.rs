@@ -29,6 +29,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..sol.len() {
         println!("{:5.2}, {:?}", sol.t[i], sol.row(i));
     }
-    println!("{} steps ({} rejected), {} vector-field calls", sol.stats.steps, sol.stats.rejected, sol.stats.rhs_evals);
+    println!(
+        "{} steps ({} rejected), {} vector-field calls",
+        sol.stats.steps, sol.stats.rejected, sol.stats.rhs_evals
+    );
     Ok(())
 }

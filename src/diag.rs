@@ -71,7 +71,10 @@ pub fn render(file_name: &str, source: &str, diags: &[Diagnostic]) -> String {
             Ok(text) => out.push_str(&text),
             Err(_) => {
                 let (l, c) = line_col(source, d.span.start as usize);
-                out.push_str(&format!("error[{}]: {}\n  --> {file_name}:{l}:{c}\n", d.code, d.message));
+                out.push_str(&format!(
+                    "error[{}]: {}\n  --> {file_name}:{l}:{c}\n",
+                    d.code, d.message
+                ));
             }
         }
     }

@@ -24,16 +24,23 @@ impl Source {
 
     /// Decodes file bytes. Invalid UTF-8 is a diagnostic at the first bad byte; the
     /// returned source then holds a lossy copy so the diagnostic can show the line.
-    pub fn from_bytes(name: impl Into<String>, bytes: &[u8]) -> Result<Source, (Source, Diagnostic)> {
+    pub fn from_bytes(
+        name: impl Into<String>,
+        bytes: &[u8],
+    ) -> Result<Source, (Source, Diagnostic)> {
         let name = name.into();
         match std::str::from_utf8(bytes) {
             Ok(text) => Ok(Source::new(name, text)),
             Err(e) => {
                 let at = e.valid_up_to();
                 let text = String::from_utf8_lossy(bytes).into_owned();
-                let d = Diagnostic::error("E0003", Span::new(at, at + 1), "the file is not valid UTF-8")
-                    .label("invalid byte here")
-                    .hint("save the model as UTF-8 text");
+                let d = Diagnostic::error(
+                    "E0003",
+                    Span::new(at, at + 1),
+                    "the file is not valid UTF-8",
+                )
+                .label("invalid byte here")
+                .hint("save the model as UTF-8 text");
                 Err((Source::new(name, text), d))
             }
         }

@@ -59,11 +59,19 @@ fn list<'a>(it: impl Iterator<Item = &'a str>) -> String {
 /// Parses `uniform(A,B)` or `normal(M,S)`.
 pub fn parse_dist(text: &str) -> Result<Dist, String> {
     let t = text.trim();
-    let (kind, rest) = t.split_once('(').ok_or_else(|| format!("`{t}` is not a distribution: use uniform(A,B) or normal(M,S)"))?;
-    let args = rest.strip_suffix(')').ok_or_else(|| format!("`{t}`: missing `)`"))?;
+    let (kind, rest) = t
+        .split_once('(')
+        .ok_or_else(|| format!("`{t}` is not a distribution: use uniform(A,B) or normal(M,S)"))?;
+    let args = rest
+        .strip_suffix(')')
+        .ok_or_else(|| format!("`{t}`: missing `)`"))?;
     let nums: Vec<f64> = args
         .split(',')
-        .map(|a| a.trim().parse::<f64>().map_err(|_| format!("`{t}`: `{}` is not a number", a.trim())))
+        .map(|a| {
+            a.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("`{t}`: `{}` is not a number", a.trim()))
+        })
         .collect::<Result<_, _>>()?;
     if nums.len() != 2 || nums.iter().any(|x| !x.is_finite()) {
         return Err(format!("`{t}`: a distribution takes two finite numbers"));
@@ -73,7 +81,9 @@ pub fn parse_dist(text: &str) -> Result<Dist, String> {
         "uniform" => Err(format!("`{t}`: uniform(A,B) needs A <= B")),
         "normal" if nums[1] >= 0.0 => Ok(Dist::Normal(nums[0], nums[1])),
         "normal" => Err(format!("`{t}`: normal(M,S) needs S >= 0")),
-        other => Err(format!("unknown distribution `{other}`: use uniform(A,B) or normal(M,S)")),
+        other => Err(format!(
+            "unknown distribution `{other}`: use uniform(A,B) or normal(M,S)"
+        )),
     }
 }
 
@@ -110,7 +120,12 @@ pub fn trajectory_setup(
         .map(|(j, v)| (v.target, v.dist.draw(&stream, j as u64)))
         .collect();
     let fixed: Vec<(Target, f64)> = match table {
-        Some(t) => t.targets.iter().copied().zip(t.rows[k].iter().copied()).collect(),
+        Some(t) => t
+            .targets
+            .iter()
+            .copied()
+            .zip(t.rows[k].iter().copied())
+            .collect(),
         None => Vec::new(),
     };
     let mut p = base_p.to_vec();

@@ -17,7 +17,7 @@ pub mod opt;
 pub mod params;
 pub mod program;
 pub mod rng;
-pub mod sema;
 pub mod runtime;
+pub mod sema;
 pub mod span;
 pub mod syntax;

@@ -13,7 +13,9 @@ fn main() {
     let code = match worker.map(|h| h.join()) {
         Ok(Ok(code)) => code,
         Ok(Err(_)) => {
-            eprintln!("error: internal compiler error (a bug in ndec); please report it with the model");
+            eprintln!(
+                "error: internal compiler error (a bug in ndec); please report it with the model"
+            );
             101
         }
         Err(e) => {

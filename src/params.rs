@@ -37,7 +37,12 @@ pub fn defaults(model: &Model, layout: &ParamLayout) -> Vec<f64> {
 }
 
 /// Sets `name = value` for a scalar param.
-pub fn set_scalar(layout: &ParamLayout, p: &mut [f64], name: &str, value: f64) -> Result<(), String> {
+pub fn set_scalar(
+    layout: &ParamLayout,
+    p: &mut [f64],
+    name: &str,
+    value: f64,
+) -> Result<(), String> {
     match layout.scalars.iter().find(|(n, _)| n == name) {
         Some((_, i)) => {
             p[*i] = value;
@@ -47,7 +52,11 @@ pub fn set_scalar(layout: &ParamLayout, p: &mut [f64], name: &str, value: f64) -
             let names: Vec<&str> = layout.scalars.iter().map(|(n, _)| n.as_str()).collect();
             Err(format!(
                 "unknown param `{name}` (the model's params: {})",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             ))
         }
     }
@@ -55,7 +64,13 @@ pub fn set_scalar(layout: &ParamLayout, p: &mut [f64], name: &str, value: f64) -
 
 /// Applies a params file's JSON text to `p`. Errors name the entry that is wrong.
 pub fn apply_json(text: &str, layout: &ParamLayout, p: &mut [f64]) -> Result<(), String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON at line {}, column {}: {e}", e.line(), e.column()))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        format!(
+            "invalid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        )
+    })?;
     let Value::Object(obj) = v else {
         return Err("the params file must be a JSON object".to_string());
     };
@@ -65,7 +80,9 @@ pub fn apply_json(text: &str, layout: &ParamLayout, p: &mut [f64]) -> Result<(),
         } else if let Some(block) = layout.nets.iter().find(|b| &b.net == name) {
             apply_net(name, value, block, p)?;
         } else {
-            return Err(format!("unknown name `{name}`: not a param or net of this model"));
+            return Err(format!(
+                "unknown name `{name}`: not a param or net of this model"
+            ));
         }
     }
     Ok(())
@@ -75,38 +92,67 @@ fn number(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
-fn apply_net(name: &str, v: &Value, block: &crate::ir::ParamBlock, p: &mut [f64]) -> Result<(), String> {
+fn apply_net(
+    name: &str,
+    v: &Value,
+    block: &crate::ir::ParamBlock,
+    p: &mut [f64],
+) -> Result<(), String> {
     let layers = v
         .get("layers")
         .and_then(Value::as_array)
         .ok_or_else(|| format!("`{name}` must be an object with a `layers` list"))?;
     if layers.len() != block.layers.len() {
-        return Err(format!("`{name}` has {} layers, the file gives {}", block.layers.len(), layers.len()));
+        return Err(format!(
+            "`{name}` has {} layers, the file gives {}",
+            block.layers.len(),
+            layers.len()
+        ));
     }
     for (l, (lv, layout)) in layers.iter().zip(&block.layers).enumerate() {
         if let Some(w) = lv.get("weight") {
-            let rows = w.as_array().ok_or_else(|| format!("`{name}` layer {l}: `weight` must be a list of rows"))?;
+            let rows = w
+                .as_array()
+                .ok_or_else(|| format!("`{name}` layer {l}: `weight` must be a list of rows"))?;
             if rows.len() != layout.rows {
-                return Err(format!("`{name}` layer {l}: `weight` needs {} rows (one per output), got {}", layout.rows, rows.len()));
+                return Err(format!(
+                    "`{name}` layer {l}: `weight` needs {} rows (one per output), got {}",
+                    layout.rows,
+                    rows.len()
+                ));
             }
             for (r, row) in rows.iter().enumerate() {
-                let row = row.as_array().ok_or_else(|| format!("`{name}` layer {l}: weight row {r} must be a list"))?;
+                let row = row
+                    .as_array()
+                    .ok_or_else(|| format!("`{name}` layer {l}: weight row {r} must be a list"))?;
                 if row.len() != layout.cols {
-                    return Err(format!("`{name}` layer {l}: weight row {r} needs {} entries (one per input), got {}", layout.cols, row.len()));
+                    return Err(format!(
+                        "`{name}` layer {l}: weight row {r} needs {} entries (one per input), got {}",
+                        layout.cols,
+                        row.len()
+                    ));
                 }
                 for (c, x) in row.iter().enumerate() {
-                    p[layout.weight + r * layout.cols + c] =
-                        number(x).ok_or_else(|| format!("`{name}` layer {l}: weight[{r}][{c}] must be a number"))?;
+                    p[layout.weight + r * layout.cols + c] = number(x).ok_or_else(|| {
+                        format!("`{name}` layer {l}: weight[{r}][{c}] must be a number")
+                    })?;
                 }
             }
         }
         if let Some(b) = lv.get("bias") {
-            let b = b.as_array().ok_or_else(|| format!("`{name}` layer {l}: `bias` must be a list"))?;
+            let b = b
+                .as_array()
+                .ok_or_else(|| format!("`{name}` layer {l}: `bias` must be a list"))?;
             if b.len() != layout.rows {
-                return Err(format!("`{name}` layer {l}: `bias` needs {} entries, got {}", layout.rows, b.len()));
+                return Err(format!(
+                    "`{name}` layer {l}: `bias` needs {} entries, got {}",
+                    layout.rows,
+                    b.len()
+                ));
             }
             for (r, x) in b.iter().enumerate() {
-                p[layout.bias + r] = number(x).ok_or_else(|| format!("`{name}` layer {l}: bias[{r}] must be a number"))?;
+                p[layout.bias + r] = number(x)
+                    .ok_or_else(|| format!("`{name}` layer {l}: bias[{r}] must be a number"))?;
             }
         }
     }
@@ -148,7 +194,9 @@ mod tests {
 
     #[test]
     fn glorot_weights_are_seeded_and_bounded() {
-        let (m, l) = model("param k = 2\nnet nn = mlp(2 -> 8 -> 3, tanh, init = glorot(seed = 7))\nstate u[2] = 1\nu' = nn(u)[0..2]*k\n");
+        let (m, l) = model(
+            "param k = 2\nnet nn = mlp(2 -> 8 -> 3, tanh, init = glorot(seed = 7))\nstate u[2] = 1\nu' = nn(u)[0..2]*k\n",
+        );
         let p = defaults(&m, &l);
         assert_eq!(p[0], 2.0);
         let a1 = (6.0f64 / 10.0).sqrt();
@@ -157,13 +205,17 @@ mod tests {
         let b1 = &p[l.nets[0].layers[0].bias..l.nets[0].layers[0].bias + 8];
         assert!(b1.iter().all(|b| *b == 0.0));
         assert_eq!(p, defaults(&m, &l), "same seed, same weights");
-        let (m2, l2) = model("param k = 2\nnet nn = mlp(2 -> 8 -> 3, tanh, init = glorot(seed = 8))\nstate u[2] = 1\nu' = nn(u)[0..2]*k\n");
+        let (m2, l2) = model(
+            "param k = 2\nnet nn = mlp(2 -> 8 -> 3, tanh, init = glorot(seed = 8))\nstate u[2] = 1\nu' = nn(u)[0..2]*k\n",
+        );
         assert_ne!(p, defaults(&m2, &l2), "another seed, other weights");
     }
 
     #[test]
     fn json_round_trips_and_rejects_bad_entries() {
-        let (m, l) = model("param a = 1\nnet f = mlp(2 -> 3 -> 1, relu)\nstate u[2] = 1\nu' = f(u)[0] - a*u\n");
+        let (m, l) = model(
+            "param a = 1\nnet f = mlp(2 -> 3 -> 1, relu)\nstate u[2] = 1\nu' = f(u)[0] - a*u\n",
+        );
         let p = defaults(&m, &l);
         let text = to_json(&l, &p).to_string();
         let mut q = vec![0.0; l.len];
@@ -173,8 +225,20 @@ mod tests {
         apply_json(r#"{"a": 5}"#, &l, &mut r).unwrap();
         assert_eq!(r[0], 5.0);
         assert_eq!(&r[1..], &p[1..], "a partial file leaves the rest alone");
-        assert!(apply_json(r#"{"nope": 1}"#, &l, &mut r).unwrap_err().contains("nope"));
-        assert!(apply_json(r#"{"f": {"layers": [{"weight": [[1, 2]]}, {}]}}"#, &l, &mut r).unwrap_err().contains("3 rows"));
+        assert!(
+            apply_json(r#"{"nope": 1}"#, &l, &mut r)
+                .unwrap_err()
+                .contains("nope")
+        );
+        assert!(
+            apply_json(
+                r#"{"f": {"layers": [{"weight": [[1, 2]]}, {}]}}"#,
+                &l,
+                &mut r
+            )
+            .unwrap_err()
+            .contains("3 rows")
+        );
         assert!(apply_json("{", &l, &mut r).unwrap_err().contains("line 1"));
     }
 }

@@ -53,7 +53,11 @@ pub enum CompileError {
 impl std::fmt::Display for CompileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CompileError::Model(d) => write!(f, "the model has {} error(s)", d.iter().filter(|d| d.is_error()).count()),
+            CompileError::Model(d) => write!(
+                f,
+                "the model has {} error(s)",
+                d.iter().filter(|d| d.is_error()).count()
+            ),
             CompileError::Unsupported(e) => write!(f, "{e}"),
             CompileError::Backend(e) => write!(f, "code generation failed: {e}"),
         }
@@ -121,8 +125,9 @@ impl Program {
         let ir = driver::lower(&model).map_err(CompileError::Unsupported)?;
         let fns = [&ir.vector_field, &ir.initial, &ir.outputs];
         let kernels = build_kernels(&fns, backend)?;
-        let [vector_field, initial, outputs]: [Arc<dyn Kernel>; 3] =
-            kernels.try_into().map_err(|_| CompileError::Backend("kernel count".into()))?;
+        let [vector_field, initial, outputs]: [Arc<dyn Kernel>; 3] = kernels
+            .try_into()
+            .map_err(|_| CompileError::Backend("kernel count".into()))?;
         let layout = ir.layout.clone();
         Ok(Program {
             model,
@@ -148,10 +153,16 @@ impl Program {
     fn build_jacobian(&self) -> Result<JacobianKernel, String> {
         let f = &self.ir.vector_field;
         let n = self.dim();
-        let sparse = if n > DENSE_MAX { crate::diff::jacobian_sparse(f, "u") } else { None };
+        let sparse = if n > DENSE_MAX {
+            crate::diff::jacobian_sparse(f, "u")
+        } else {
+            None
+        };
         match sparse {
             Some(sj) if sj.pattern.density() < 0.25 => {
-                let kernel = build_kernels(&[&sj.function], self.backend).map_err(|e| e.to_string())?.remove(0);
+                let kernel = build_kernels(&[&sj.function], self.backend)
+                    .map_err(|e| e.to_string())?
+                    .remove(0);
                 let pattern = Sparsity {
                     n,
                     row_ptr: sj.pattern.row_ptr.clone(),
@@ -167,7 +178,9 @@ impl Program {
             }
             _ => {
                 let jf = crate::diff::jacobian_dense(f, "u", false);
-                let kernel = build_kernels(&[&jf], self.backend).map_err(|e| e.to_string())?.remove(0);
+                let kernel = build_kernels(&[&jf], self.backend)
+                    .map_err(|e| e.to_string())?
+                    .remove(0);
                 Ok(JacobianKernel::Dense(kernel))
             }
         }
@@ -193,13 +206,17 @@ impl Program {
 
     /// The vector field with parameters `p`, as the solver sees it.
     pub fn rhs<'a>(&'a self, p: &'a [f64]) -> ProgramRhs<'a> {
-        assert_eq!(p.len(), self.layout.len, "the parameter vector has the wrong length");
+        assert_eq!(
+            p.len(),
+            self.layout.len,
+            "the parameter vector has the wrong length"
+        );
         let kernel = self.vector_field.as_ref();
         // The direct entry is used only when the kernel's ABI is exactly (t, u, p) -> du,
         // which is checked here once instead of on every call.
-        let native = kernel
-            .native()
-            .filter(|_| kernel.arg_lens() == [1, self.dim(), p.len()] && kernel.out_lens() == [self.dim()]);
+        let native = kernel.native().filter(|_| {
+            kernel.arg_lens() == [1, self.dim(), p.len()] && kernel.out_lens() == [self.dim()]
+        });
         ProgramRhs {
             kernel,
             native,
@@ -213,12 +230,19 @@ impl Program {
     }
 
     /// Solves from `u0` with parameters `p` (stiff methods compile the Jacobian first).
-    pub fn solve(&self, p: &[f64], u0: &[f64], opts: &SolveOptions) -> Result<Solution, SolveError> {
+    pub fn solve(
+        &self,
+        p: &[f64],
+        u0: &[f64],
+        opts: &SolveOptions,
+    ) -> Result<Solution, SolveError> {
         if opts.method.is_implicit() {
             if let Err(e) = self.jacobian() {
                 return Err(SolveError {
                     t: opts.t0,
-                    reason: runtime::FailReason::InvalidInput(format!("cannot compile the Jacobian: {e}")),
+                    reason: runtime::FailReason::InvalidInput(format!(
+                        "cannot compile the Jacobian: {e}"
+                    )),
                     stats: Default::default(),
                 });
             }
@@ -241,8 +265,11 @@ impl Program {
         }
         let mut scratch = Vec::new();
         for (i, &t) in sol.t.iter().enumerate() {
-            self.outputs
-                .call(&[&[t], sol.row(i), p], &mut [&mut out[i * n..(i + 1) * n]], &mut scratch);
+            self.outputs.call(
+                &[&[t], sol.row(i), p],
+                &mut [&mut out[i * n..(i + 1) * n]],
+                &mut scratch,
+            );
         }
         out
     }
@@ -264,7 +291,8 @@ pub struct ProgramRhs<'a> {
 
 impl<'a> ProgramRhs<'a> {
     fn jacobian_kernel(&self) -> &'a JacobianKernel {
-        self.jacobian.expect("Program::solve compiles the Jacobian before a stiff solve")
+        self.jacobian
+            .expect("Program::solve compiles the Jacobian before a stiff solve")
     }
 }
 
@@ -275,7 +303,11 @@ impl OdeJacobian for ProgramRhs<'_> {
         match self.jacobian_kernel() {
             JacobianKernel::Dense(k) => {
                 self.work.resize(n * n, 0.0);
-                k.call(&[&self.t, u, self.p], &mut [&mut self.work], &mut self.scratch);
+                k.call(
+                    &[&self.t, u, self.p],
+                    &mut [&mut self.work],
+                    &mut self.scratch,
+                );
                 // The kernel writes column-major; the solvers read row-major.
                 for i in 0..n {
                     for j in 0..n {
@@ -285,11 +317,16 @@ impl OdeJacobian for ProgramRhs<'_> {
             }
             JacobianKernel::Sparse { .. } => {
                 jac.fill(0.0);
-                let pattern = self.sparsity().cloned().expect("a sparse kernel has a pattern");
+                let pattern = self
+                    .sparsity()
+                    .cloned()
+                    .expect("a sparse kernel has a pattern");
                 let mut vals = vec![0.0; pattern.nnz()];
                 self.jac_sparse(t, u, &mut vals);
                 for i in 0..n {
-                    for (nz, &j) in (pattern.row_ptr[i]..pattern.row_ptr[i + 1]).zip(&pattern.cols[pattern.row_ptr[i]..pattern.row_ptr[i + 1]]) {
+                    for (nz, &j) in (pattern.row_ptr[i]..pattern.row_ptr[i + 1])
+                        .zip(&pattern.cols[pattern.row_ptr[i]..pattern.row_ptr[i + 1]])
+                    {
                         jac[i * n + j] = vals[nz];
                     }
                 }
@@ -317,7 +354,11 @@ impl OdeJacobian for ProgramRhs<'_> {
         };
         self.t[0] = t;
         self.work.resize(*compressed_len, 0.0);
-        kernel.call(&[&self.t, u, self.p, seeds], &mut [&mut self.work], &mut self.scratch);
+        kernel.call(
+            &[&self.t, u, self.p, seeds],
+            &mut [&mut self.work],
+            &mut self.scratch,
+        );
         for (v, &g) in values.iter_mut().zip(gather.iter()) {
             *v = self.work[g as usize];
         }
@@ -333,7 +374,10 @@ impl OdeRhs for ProgramRhs<'_> {
         self.t[0] = t;
         match self.native {
             Some(entry) => {
-                assert!(u.len() == self.dim && du.len() == self.dim, "state buffers of the wrong length");
+                assert!(
+                    u.len() == self.dim && du.len() == self.dim,
+                    "state buffers of the wrong length"
+                );
                 let args = [self.t.as_ptr(), u.as_ptr(), self.p.as_ptr()];
                 let outs = [du.as_mut_ptr()];
                 // SAFETY: `Program::rhs` checked that this kernel's ABI is (t[1], u[dim],
@@ -343,20 +387,29 @@ impl OdeRhs for ProgramRhs<'_> {
                 // alive: `self.kernel` borrows the kernel that owns it.
                 unsafe { entry(args.as_ptr(), outs.as_ptr(), self.scratch.as_mut_ptr()) }
             }
-            None => self.kernel.call(&[&self.t, u, self.p], &mut [du], &mut self.scratch),
+            None => self
+                .kernel
+                .call(&[&self.t, u, self.p], &mut [du], &mut self.scratch),
         }
     }
 }
 
-fn build_kernels(fns: &[&Function], backend: Backend) -> Result<Vec<Arc<dyn Kernel>>, CompileError> {
+fn build_kernels(
+    fns: &[&Function],
+    backend: Backend,
+) -> Result<Vec<Arc<dyn Kernel>>, CompileError> {
     match backend {
         Backend::Interpreter => Ok(fns
             .iter()
             .map(|f| Arc::new(Interpreted::new((*f).clone())) as Arc<dyn Kernel>)
             .collect()),
         Backend::Jit => {
-            let ks = crate::backend::cranelift::compile_all(fns).map_err(|e| CompileError::Backend(e.to_string()))?;
-            Ok(ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>).collect())
+            let ks = crate::backend::cranelift::compile_all(fns)
+                .map_err(|e| CompileError::Backend(e.to_string()))?;
+            Ok(ks
+                .into_iter()
+                .map(|k| Arc::new(k) as Arc<dyn Kernel>)
+                .collect())
         }
     }
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn ndec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndec")).args(args).output().expect("ndec runs")
+    Command::new(env!("CARGO_BIN_EXE_ndec"))
+        .args(args)
+        .output()
+        .expect("ndec runs")
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -32,7 +35,12 @@ const LV: &str = "model lv\nparam a = 1.5, b = 1.0, c = 3.0, d = 1.0\nstate x = 
 
 fn csv(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
     let mut lines = text.lines();
-    let header = lines.next().unwrap().split(',').map(str::to_string).collect();
+    let header = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
     let rows = lines
         .map(|l| l.split(',').map(|x| x.parse::<f64>().unwrap()).collect())
         .collect();
@@ -49,7 +57,11 @@ fn a_run_writes_states_then_outputs_at_t0_and_t1() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0], [0.0, 1.0, 1.0, 2.0]);
     assert_eq!(rows[1][0], 10.0);
-    assert_eq!(rows[1][3], rows[1][1] + rows[1][2], "the output is computed from the saved state");
+    assert_eq!(
+        rows[1][3],
+        rows[1][1] + rows[1][2],
+        "the output is computed from the saved state"
+    );
     // Lotka–Volterra conserves V = c x - d ln x + b y - a ln y (to the tolerance).
     let v = |x: f64, y: f64| 3.0 * x - x.ln() + y - 1.5 * y.ln();
     assert!((v(rows[1][1], rows[1][2]) - v(1.0, 1.0)).abs() < 1e-4);
@@ -58,17 +70,32 @@ fn a_run_writes_states_then_outputs_at_t0_and_t1() {
 #[test]
 fn numbers_are_written_in_shortest_round_trip_form() {
     let m = write("decay.nde", "param k = 0.1\nstate x = 0.1\nx' = -k*x\n");
-    let o = ndec(&["run", s(&m), "--t1", "1e-3", "--rtol", "1e-12", "--atol", "1e-14"]);
+    let o = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "1e-3",
+        "--rtol",
+        "1e-12",
+        "--atol",
+        "1e-14",
+    ]);
     let text = String::from_utf8(o.stdout).unwrap();
     let last = text.lines().last().unwrap();
     let x: f64 = last.split(',').nth(1).unwrap().parse().unwrap();
-    assert_eq!(last.split(',').nth(1).unwrap(), ryu::Buffer::new().format(x));
+    assert_eq!(
+        last.split(',').nth(1).unwrap(),
+        ryu::Buffer::new().format(x)
+    );
     assert!(text.lines().nth(1).unwrap().starts_with("0.0,0.1"));
 }
 
 #[test]
 fn the_solve_block_gives_defaults_and_flags_override_it() {
-    let m = write("blk.nde", &format!("{LV}solve {{ t = 0 .. 2, saveat = 0.5, method = dopri5 }}\n"));
+    let m = write(
+        "blk.nde",
+        &format!("{LV}solve {{ t = 0 .. 2, saveat = 0.5, method = dopri5 }}\n"),
+    );
     let o = ndec(&["run", s(&m)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, rows) = csv(&String::from_utf8(o.stdout).unwrap());
@@ -76,22 +103,54 @@ fn the_solve_block_gives_defaults_and_flags_override_it() {
     assert_eq!(t, [0.0, 0.5, 1.0, 1.5, 2.0]);
     let o = ndec(&["run", s(&m), "--t1", "1", "--saveat", "0.25"]);
     let (_, rows) = csv(&String::from_utf8(o.stdout).unwrap());
-    assert_eq!(rows.iter().map(|r| r[0]).collect::<Vec<_>>(), [0.0, 0.25, 0.5, 0.75, 1.0]);
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+    );
 }
 
 #[test]
 fn stats_are_one_json_line_with_every_field() {
     let m = write("lv2.nde", LV);
     let out = tmp("lv2.csv");
-    let o = ndec(&["run", s(&m), "--t1", "10", "--out", s(&out), "--stats", "--repeat", "3"]);
+    let o = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "10",
+        "--out",
+        s(&out),
+        "--stats",
+        "--repeat",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8(o.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 1, "with --out only the stats line goes to stdout");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "with --out only the stats line goes to stdout"
+    );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    for k in ["steps", "accepted", "rejected", "rhs_evals", "jac_evals", "lu_factorizations", "newton_iters", "compile_ms", "solve_ms", "solve_ms_min", "solve_ms_median"] {
+    for k in [
+        "steps",
+        "accepted",
+        "rejected",
+        "rhs_evals",
+        "jac_evals",
+        "lu_factorizations",
+        "newton_iters",
+        "compile_ms",
+        "solve_ms",
+        "solve_ms_min",
+        "solve_ms_median",
+    ] {
         assert!(v.get(k).is_some(), "missing {k}");
     }
-    assert_eq!(v["steps"].as_u64().unwrap(), v["accepted"].as_u64().unwrap() + v["rejected"].as_u64().unwrap());
+    assert_eq!(
+        v["steps"].as_u64().unwrap(),
+        v["accepted"].as_u64().unwrap() + v["rejected"].as_u64().unwrap()
+    );
     assert!(v["rhs_evals"].as_u64().unwrap() > 6 * v["accepted"].as_u64().unwrap() / 2);
     assert!(v["solve_ms_min"].as_f64().unwrap() <= v["solve_ms_median"].as_f64().unwrap());
     assert!(out.exists());
@@ -115,7 +174,16 @@ fn exit_statuses_follow_the_contract() {
         vec!["run", s(&m), "--t1", "abc"],
         vec!["run", s(&m), "--t1", "1", "--saveat", "-1"],
         vec!["run", s(&m), "--t1", "1", "--params", "/nonexistent/p.json"],
-        vec!["run", s(&m), "--t1", "1", "--vary", "a=triangle(1,2)", "--ensemble", "2"],
+        vec![
+            "run",
+            s(&m),
+            "--t1",
+            "1",
+            "--vary",
+            "a=triangle(1,2)",
+            "--ensemble",
+            "2",
+        ],
         vec!["run", s(&m), "--t1", "1", "--ensemble", "2", "--traj", "5"],
         vec!["run", "/nonexistent/model.nde", "--t1", "1"],
         vec!["run", s(&m), "--t1", "1", "--no-such-flag"],
@@ -134,25 +202,46 @@ fn exit_statuses_follow_the_contract() {
     let out = tmp("blow.csv");
     let o = ndec(&["run", s(&blow), "--t1", "2", "--out", s(&out)]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("t = 0.99") || stderr(&o).contains("t = 1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("t = 0.99") || stderr(&o).contains("t = 1"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists());
     let o = ndec(&["run", s(&m), "--t1", "100", "--max-steps", "10"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("maximum"), "{}", stderr(&o));
     // 4: not available here.
-    let sde = write("gbm.nde", "param mu = 0.1, sigma = 0.2\nbrownian W\nstate x = 1\nx' = mu*x + sigma*x*W\n");
+    let sde = write(
+        "gbm.nde",
+        "param mu = 0.1, sigma = 0.2\nbrownian W\nstate x = 1\nx' = mu*x + sigma*x*W\n",
+    );
     assert_eq!(ndec(&["run", s(&sde), "--t1", "1"]).status.code(), Some(4));
-    assert_eq!(ndec(&["run", s(&m), "--t1", "1", "--device", "cuda"]).status.code(), Some(4));
+    assert_eq!(
+        ndec(&["run", s(&m), "--t1", "1", "--device", "cuda"])
+            .status
+            .code(),
+        Some(4)
+    );
 }
 
 #[test]
 fn a_failed_run_keeps_an_earlier_output_file_intact() {
     let m = write("lv4.nde", LV);
     let out = tmp("keep.csv");
-    assert!(ndec(&["run", s(&m), "--t1", "1", "--out", s(&out)]).status.success());
+    assert!(
+        ndec(&["run", s(&m), "--t1", "1", "--out", s(&out)])
+            .status
+            .success()
+    );
     let before = std::fs::read(&out).unwrap();
     let blow = write("blow2.nde", "state x = 1\nx' = x^2\n");
-    assert_eq!(ndec(&["run", s(&blow), "--t1", "2", "--out", s(&out)]).status.code(), Some(3));
+    assert_eq!(
+        ndec(&["run", s(&blow), "--t1", "2", "--out", s(&out)])
+            .status
+            .code(),
+        Some(3)
+    );
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
 
@@ -177,26 +266,88 @@ fn params_come_from_defaults_then_the_file_then_flags() {
 #[test]
 fn ensembles_vary_params_and_replay_any_trajectory_exactly() {
     let m = write("lv6.nde", LV);
-    let o = ndec(&["run", s(&m), "--t1", "1", "--saveat", "0.5", "--ensemble", "5", "--vary", "a=uniform(1,2)", "--vary", "x=normal(1,0.1)", "--seed", "9", "--stats"]);
+    let o = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "1",
+        "--saveat",
+        "0.5",
+        "--ensemble",
+        "5",
+        "--vary",
+        "a=uniform(1,2)",
+        "--vary",
+        "x=normal(1,0.1)",
+        "--seed",
+        "9",
+        "--stats",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8(o.stdout).unwrap();
     let stats: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(stats["trajectories"], 5);
-    let body: String = text.lines().take(text.lines().count() - 1).map(|l| format!("{l}\n")).collect();
+    let body: String = text
+        .lines()
+        .take(text.lines().count() - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let (h, rows) = csv(&body);
     assert_eq!(&h[..3], ["traj", "t", "x"]);
     assert_eq!(rows.len(), 15);
     let trajs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
-    assert_eq!(trajs, [0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3., 4., 4., 4.]);
+    assert_eq!(
+        trajs,
+        [0., 0., 0., 1., 1., 1., 2., 2., 2., 3., 3., 3., 4., 4., 4.]
+    );
     let x0: Vec<f64> = rows.iter().step_by(3).map(|r| r[2]).collect();
-    assert!(x0.windows(2).all(|w| w[0] != w[1]), "initial x is drawn per trajectory: {x0:?}");
+    assert!(
+        x0.windows(2).all(|w| w[0] != w[1]),
+        "initial x is drawn per trajectory: {x0:?}"
+    );
     for k in [0usize, 3] {
-        let o = ndec(&["run", s(&m), "--t1", "1", "--saveat", "0.5", "--ensemble", "5", "--vary", "a=uniform(1,2)", "--vary", "x=normal(1,0.1)", "--seed", "9", "--traj", &k.to_string()]);
+        let o = ndec(&[
+            "run",
+            s(&m),
+            "--t1",
+            "1",
+            "--saveat",
+            "0.5",
+            "--ensemble",
+            "5",
+            "--vary",
+            "a=uniform(1,2)",
+            "--vary",
+            "x=normal(1,0.1)",
+            "--seed",
+            "9",
+            "--traj",
+            &k.to_string(),
+        ]);
         let (_, alone) = csv(&String::from_utf8(o.stdout).unwrap());
-        assert_eq!(alone, rows[3 * k..3 * k + 3].to_vec(), "trajectory {k} replays bit for bit");
+        assert_eq!(
+            alone,
+            rows[3 * k..3 * k + 3].to_vec(),
+            "trajectory {k} replays bit for bit"
+        );
     }
-    let o = ndec(&["run", s(&m), "--t1", "1", "--ensemble", "5", "--vary", "a=uniform(1,2)", "--seed", "10"]);
-    assert_ne!(String::from_utf8(o.stdout).unwrap(), body, "another seed, other draws");
+    let o = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "1",
+        "--ensemble",
+        "5",
+        "--vary",
+        "a=uniform(1,2)",
+        "--seed",
+        "10",
+    ]);
+    assert_ne!(
+        String::from_utf8(o.stdout).unwrap(),
+        body,
+        "another seed, other draws"
+    );
 }
 
 #[test]
@@ -211,13 +362,29 @@ fn a_vary_file_sets_values_per_trajectory() {
     let bad = write("vary_bad.csv", "a,y\n1.0,zz\n");
     let o = ndec(&["run", s(&m), "--t1", "1", "--vary-file", s(&bad)]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("vary_bad.csv") && stderr(&o).contains("line 2"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("vary_bad.csv") && stderr(&o).contains("line 2"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn vector_states_expand_to_indexed_columns() {
-    let m = write("vec.nde", "const N = 3\nstate u[N] = [1.0, 2.0, 3.0]\nu[i]' = -u[i] for i in 0..N\noutput s = sum(u)\n");
-    let o = ndec(&["run", s(&m), "--t1", "1", "--rtol", "1e-10", "--atol", "1e-12"]);
+    let m = write(
+        "vec.nde",
+        "const N = 3\nstate u[N] = [1.0, 2.0, 3.0]\nu[i]' = -u[i] for i in 0..N\noutput s = sum(u)\n",
+    );
+    let o = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "1",
+        "--rtol",
+        "1e-10",
+        "--atol",
+        "1e-12",
+    ]);
     let (h, rows) = csv(&String::from_utf8(o.stdout).unwrap());
     assert_eq!(h, ["t", "u[0]", "u[1]", "u[2]", "s"]);
     for k in 0..3 {

@@ -17,7 +17,11 @@ fn lowered(name: &str, text: &str) -> Option<Lowered> {
 fn corpus() -> Vec<(String, Lowered)> {
     let mut out = Vec::new();
     for dir in ["tests/data/ok", "examples"] {
-        let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         for p in files {
             if p.extension().and_then(|e| e.to_str()) != Some("nde") {
@@ -35,7 +39,9 @@ fn corpus() -> Vec<(String, Lowered)> {
 /// A deterministic pseudo-random vector in [lo, hi).
 fn vector(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
     let s = ndec::rng::Stream::new(seed, 99);
-    (0..n).map(|k| lo + (hi - lo) * s.uniform(k as u64)).collect()
+    (0..n)
+        .map(|k| lo + (hi - lo) * s.uniform(k as u64))
+        .collect()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -89,9 +95,16 @@ fn check_derivatives(name: &str, f: &Function, x: &str, seed: u64) -> Result<(),
     let w = vector(seed + 3, m, -1.0, 1.0);
     let (jv, jtw) = jvp_vjp(f, x, &at, &v, &w);
     let (lhs, rhs) = (dot(&w, &jv), dot(&jtw, &v));
-    let scale = w.iter().zip(&jv).map(|(a, b)| (a * b).abs()).sum::<f64>().max(1e-300);
+    let scale = w
+        .iter()
+        .zip(&jv)
+        .map(|(a, b)| (a * b).abs())
+        .sum::<f64>()
+        .max(1e-300);
     if (lhs - rhs).abs() > 1e-12 * scale {
-        return Err(format!("{name} d/d{x}: dot-product identity {lhs} vs {rhs}"));
+        return Err(format!(
+            "{name} d/d{x}: dot-product identity {lhs} vs {rhs}"
+        ));
     }
     // Central differences, best over a step sweep.
     let fx = |s: f64| {
@@ -106,11 +119,15 @@ fn check_derivatives(name: &str, f: &Function, x: &str, seed: u64) -> Result<(),
     for e in 2..8 {
         let h = 10f64.powi(-e);
         let (fp, fm) = (fx(h), fx(-h));
-        let err = (0..m).map(|i| ((fp[i] - fm[i]) / (2.0 * h) - jv[i]).abs()).fold(0.0, f64::max);
+        let err = (0..m)
+            .map(|i| ((fp[i] - fm[i]) / (2.0 * h) - jv[i]).abs())
+            .fold(0.0, f64::max);
         best = best.min(err / norm);
     }
     if best > 1e-7 {
-        return Err(format!("{name} d/d{x}: JVP differs from central differences by {best:e} (relative)"));
+        return Err(format!(
+            "{name} d/d{x}: JVP differs from central differences by {best:e} (relative)"
+        ));
     }
     Ok(())
 }
@@ -175,7 +192,9 @@ fn sparse_patterns_cover_the_true_nonzeros_and_values_match() {
         if n == 0 || n > 200 {
             continue;
         }
-        let Some(sj) = diff::jacobian_sparse(f, "u") else { continue };
+        let Some(sj) = diff::jacobian_sparse(f, "u") else {
+            continue;
+        };
         ndec::ir::validate(&sj.function).unwrap();
         let at = point(f, 5);
         let jac = dense_jacobian(f, &at);
@@ -183,7 +202,10 @@ fn sparse_patterns_cover_the_true_nonzeros_and_values_match() {
         for i in 0..n {
             for k in 0..n {
                 if jac[k * n + i] != 0.0 {
-                    assert!(sj.pattern.row(i).contains(&k), "{name}: J[{i},{k}] != 0 is missing from the pattern");
+                    assert!(
+                        sj.pattern.row(i).contains(&k),
+                        "{name}: J[{i},{k}] != 0 is missing from the pattern"
+                    );
                 }
             }
         }
@@ -196,7 +218,10 @@ fn sparse_patterns_cover_the_true_nonzeros_and_values_match() {
             for &k in sj.pattern.row(i) {
                 let v = comp[sj.gather[nz] as usize];
                 let d = jac[k * n + i];
-                assert!((v - d).abs() <= 1e-13 * (1.0 + d.abs()), "{name}: sparse J[{i},{k}] = {v}, dense {d}");
+                assert!(
+                    (v - d).abs() <= 1e-13 * (1.0 + d.abs()),
+                    "{name}: sparse J[{i},{k}] = {v}, dense {d}"
+                );
                 nz += 1;
             }
         }
@@ -220,7 +245,11 @@ fn stencil_patterns_are_exact_and_need_three_colours() {
         }
         assert_eq!(sj.colours, 3);
         // The kernel stays O(model text): a fixed number of nodes whatever N is.
-        assert!(sj.function.nodes.len() < 200, "{} nodes at N = {n}", sj.function.nodes.len());
+        assert!(
+            sj.function.nodes.len() < 200,
+            "{} nodes at N = {n}",
+            sj.function.nodes.len()
+        );
     }
 }
 

@@ -47,7 +47,9 @@ fn check(l: &Lowered, want: Expect) {
 
 #[test]
 fn lotka_volterra() {
-    check(&lower_file("tests/data/ok/lotka_volterra.nde"), expect![[r#"
+    check(
+        &lower_file("tests/data/ok/lotka_volterra.nde"),
+        expect![[r#"
         fn vector_field(t[1], u[2], p[4]) -> (du[2]) {
           %0 = arg u : 2
           %1 = arg p : 4
@@ -94,12 +96,15 @@ fn lotka_volterra() {
           %16 = sub %12, %15 : 1
           o = %16
         }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn heat1d() {
-    check(&lower_file("tests/data/ok/heat1d.nde"), expect![[r#"
+    check(
+        &lower_file("tests/data/ok/heat1d.nde"),
+        expect![[r#"
         fn vector_field(t[1], u[100], p[0]) -> (du[100]) {
           %0 = arg u : 100
           %1 = const 0.01 : 1
@@ -144,13 +149,16 @@ fn heat1d() {
           %0 = concat  : 0
           o = %0
         }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn lotka_ude() {
     let l = lower_file("examples/lotka_ude.nde");
-    check(&l, expect![[r#"
+    check(
+        &l,
+        expect![[r#"
         fn vector_field(t[1], u[2], p[356]) -> (du[2]) {
           %0 = arg u : 2
           %1 = arg p : 356
@@ -199,14 +207,17 @@ fn lotka_ude() {
           %0 = concat  : 0
           o = %0
         }
-    "#]]);
+    "#]],
+    );
     // 2 params, then 2x16+16, 16x16+16, 16x2+2 weights and biases.
     assert_eq!(l.layout.len, 2 + (32 + 16) + (256 + 16) + (32 + 2));
 }
 
 #[test]
 fn ifelse_min_max() {
-    check(&lower_file("tests/data/ok/ifelse_abs.nde"), expect![[r#"
+    check(
+        &lower_file("tests/data/ok/ifelse_abs.nde"),
+        expect![[r#"
         fn vector_field(t[1], u[2], p[1]) -> (du[2]) {
           %0 = arg t : 1
           %1 = arg u : 2
@@ -252,7 +263,8 @@ fn ifelse_min_max() {
           %0 = concat  : 0
           o = %0
         }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
@@ -315,7 +327,9 @@ fn scalar_min_max_inline() {
         "mm.nde",
         "param c = 2\nstate x = 1\nx' = min(x, c) - max(x, -c) + ifelse(x > 0, 1, -1)\n",
     );
-    check(&l, expect![[r#"
+    check(
+        &l,
+        expect![[r#"
         fn vector_field(t[1], u[1], p[1]) -> (du[1]) {
           %0 = arg u : 1
           %1 = arg p : 1
@@ -339,7 +353,8 @@ fn scalar_min_max_inline() {
           %0 = concat  : 0
           o = %0
         }
-    "#]]);
+    "#]],
+    );
 }
 
 // ---------------------------------------------------------------------------------------

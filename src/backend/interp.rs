@@ -10,7 +10,10 @@ use crate::math;
 /// Evaluates `f` on `args`, returning each output buffer.
 pub fn eval(f: &Function, args: &[&[f64]]) -> Vec<Vec<f64>> {
     let vals = eval_nodes(f, args);
-    f.outputs.iter().map(|(_, id)| vals[id.index()].clone()).collect()
+    f.outputs
+        .iter()
+        .map(|(_, id)| vals[id.index()].clone())
+        .collect()
 }
 
 /// The value of every node.
@@ -26,7 +29,12 @@ pub fn eval_nodes(f: &Function, args: &[&[f64]]) -> Vec<Vec<f64>> {
             Node::Arg(a) => args[*a as usize].to_vec(),
             Node::Iota { start, len } => (0..*len as i64).map(|k| (start + k) as f64).collect(),
             Node::Index { v: x, k } => vec![v(x)[*k as usize]],
-            Node::Gather { v: x, start, stride, len } => {
+            Node::Gather {
+                v: x,
+                start,
+                stride,
+                len,
+            } => {
                 let x = v(x);
                 (0..*len as i64)
                     .map(|k| x[(*start as i64 + k * *stride as i64) as usize])
@@ -37,16 +45,22 @@ pub fn eval_nodes(f: &Function, args: &[&[f64]]) -> Vec<Vec<f64>> {
             Node::Unary(op, x) => v(x).iter().map(|&a| math::apply1(*op, a)).collect(),
             Node::Binary(op, a, b) => {
                 let (a, b) = (v(a), v(b));
-                (0..len).map(|k| math::apply2(*op, at(a, k), at(b, k))).collect()
+                (0..len)
+                    .map(|k| math::apply2(*op, at(a, k), at(b, k)))
+                    .collect()
             }
             Node::PowI(x, e) => v(x).iter().map(|&a| math::powi(a, *e)).collect(),
             Node::Compare(c, a, b) => {
                 let (a, b) = (v(a), v(b));
-                (0..len).map(|k| math::compare(*c, at(a, k), at(b, k))).collect()
+                (0..len)
+                    .map(|k| math::compare(*c, at(a, k), at(b, k)))
+                    .collect()
             }
             Node::Select(c, a, b) => {
                 let (c, a, b) = (v(c), v(a), v(b));
-                (0..len).map(|k| math::select(at(c, k), at(a, k), at(b, k))).collect()
+                (0..len)
+                    .map(|k| math::select(at(c, k), at(a, k), at(b, k)))
+                    .collect()
             }
             Node::Sum(x) => vec![math::sum(v(x).iter().copied())],
             Node::Dot(a, b) => vec![math::sum(v(a).iter().zip(v(b)).map(|(x, y)| x * y))],
@@ -60,11 +74,15 @@ pub fn eval_nodes(f: &Function, args: &[&[f64]]) -> Vec<Vec<f64>> {
             Node::MatTVec { m, y, rows, cols } => {
                 let (m, y) = (v(m), v(y));
                 let (r, c) = (*rows as usize, *cols as usize);
-                (0..c).map(|j| math::sum((0..r).map(|i| m[i * c + j] * y[i]))).collect()
+                (0..c)
+                    .map(|j| math::sum((0..r).map(|i| m[i * c + j] * y[i])))
+                    .collect()
             }
             Node::Outer(a, b) => {
                 let (a, b) = (v(a), v(b));
-                a.iter().flat_map(|x| b.iter().map(move |y| x * y)).collect()
+                a.iter()
+                    .flat_map(|x| b.iter().map(move |y| x * y))
+                    .collect()
             }
         };
         debug_assert_eq!(out.len(), len, "node %{i} produced the wrong length");
@@ -84,7 +102,11 @@ impl Interpreted {
     pub fn new(f: Function) -> Interpreted {
         let arg_lens = f.args.iter().map(|a| a.len).collect();
         let out_lens = f.outputs.iter().map(|(b, _)| b.len).collect();
-        Interpreted { f, arg_lens, out_lens }
+        Interpreted {
+            f,
+            arg_lens,
+            out_lens,
+        }
     }
 }
 

@@ -32,9 +32,25 @@ pub trait Kernel: Send + Sync {
 pub type NativeEntry = unsafe extern "C" fn(*const *const f64, *const *mut f64, *mut f64);
 
 /// Panics with a clear message unless the buffers have the kernel's lengths.
-pub fn check_buffers(name: &str, arg_lens: &[usize], out_lens: &[usize], args: &[&[f64]], outs: &[&mut [f64]]) {
-    assert_eq!(args.len(), arg_lens.len(), "{name}: expected {} argument buffers", arg_lens.len());
-    assert_eq!(outs.len(), out_lens.len(), "{name}: expected {} output buffers", out_lens.len());
+pub fn check_buffers(
+    name: &str,
+    arg_lens: &[usize],
+    out_lens: &[usize],
+    args: &[&[f64]],
+    outs: &[&mut [f64]],
+) {
+    assert_eq!(
+        args.len(),
+        arg_lens.len(),
+        "{name}: expected {} argument buffers",
+        arg_lens.len()
+    );
+    assert_eq!(
+        outs.len(),
+        out_lens.len(),
+        "{name}: expected {} output buffers",
+        out_lens.len()
+    );
     for (i, (a, &n)) in args.iter().zip(arg_lens).enumerate() {
         assert_eq!(a.len(), n, "{name}: argument {i} must have length {n}");
     }

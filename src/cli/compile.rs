@@ -1,9 +1,9 @@
 //! `ndec compile MODEL.nde --emit …`
 
 use super::{CliResult, Failure, diagnostics_failure, read_model, write_output};
-use crate::ir::LowerError;
-use crate::driver::Source;
 use crate::driver;
+use crate::driver::Source;
+use crate::ir::LowerError;
 use crate::syntax::print;
 use std::path::PathBuf;
 
@@ -84,7 +84,10 @@ fn derived(l: &crate::ir::Lowered, emit: Emit) -> Result<String, Failure> {
         Emit::Vjp => crate::diff::vjp(f, &["u", "p"], true).to_text(),
         Emit::Jacobian => {
             let n = f.args[f.arg_index("u").unwrap_or(1)].len;
-            match (n > 48).then(|| crate::diff::jacobian_sparse(f, "u")).flatten() {
+            match (n > 48)
+                .then(|| crate::diff::jacobian_sparse(f, "u"))
+                .flatten()
+            {
                 Some(sj) => format!(
                     "# sparse Jacobian: {} nonzeros in {n}x{n}, {} colours; output `compressed` holds J·seed per colour\n{}",
                     sj.pattern.nnz(),

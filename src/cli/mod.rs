@@ -84,7 +84,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
@@ -108,8 +112,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
 /// Reads and decodes a model file. A missing file is a usage error (2); bad bytes are a
 /// model error (1) with a diagnostic.
 pub fn read_model(path: &Path) -> Result<Source, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::usage(format!("error: cannot read model file `{}`: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::usage(format!(
+            "error: cannot read model file `{}`: {e}",
+            path.display()
+        ))
+    })?;
     Source::from_bytes(path.display().to_string(), &bytes)
         .map_err(|(src, d)| diagnostics_failure(&src, &[d]))
 }
@@ -144,7 +152,10 @@ pub fn write_output(path: Option<&PathBuf>, contents: &str) -> CliResult {
 /// Write to `PATH.tmp-PID` in the same directory, then rename over `PATH`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

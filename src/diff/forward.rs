@@ -22,7 +22,12 @@ pub fn sweep(
             Node::Const(_) | Node::Iota { .. } | Node::Compare(..) => None,
             Node::Arg(k) => seed(*k as usize, b),
             Node::Index { v, k } => t(v).map(|tv| b.push(Node::Index { v: tv, k: *k })),
-            Node::Gather { v, start, stride, len } => t(v).map(|tv| {
+            Node::Gather {
+                v,
+                start,
+                stride,
+                len,
+            } => t(v).map(|tv| {
                 b.push(Node::Gather {
                     v: tv,
                     start: *start,
@@ -82,7 +87,12 @@ pub fn sweep(
                 });
                 add(b, dm, dx)
             }
-            Node::MatTVec { m, y: v, rows, cols } => {
+            Node::MatTVec {
+                m,
+                y: v,
+                rows,
+                cols,
+            } => {
                 let dm = t(m).map(|tm| {
                     b.push(Node::MatTVec {
                         m: tm,

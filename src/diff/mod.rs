@@ -44,7 +44,10 @@ pub fn jvp(f: &Function, wrt: &[&str], fused: bool) -> Function {
     let seeds: Vec<Option<NodeId>> = f
         .args
         .iter()
-        .map(|a| wrt.contains(&a.name.as_str()).then(|| b.arg(&format!("d{}", a.name), a.len)))
+        .map(|a| {
+            wrt.contains(&a.name.as_str())
+                .then(|| b.arg(&format!("d{}", a.name), a.len))
+        })
         .collect();
     let tangents = forward::sweep(f, &mut b, &primal, &|k, _| seeds[k]);
     if fused {
@@ -91,14 +94,20 @@ pub fn vjp(f: &Function, wrt: &[&str], fused: bool) -> Function {
 pub fn jacobian_dense(f: &Function, wrt: &str, fused: bool) -> Function {
     let mut b = Builder::new(format!("{}_jac", f.name));
     let primal = copy_primal(f, &mut b);
-    let k_arg = f.arg_index(wrt).expect("differentiate with respect to an argument of the function");
+    let k_arg = f
+        .arg_index(wrt)
+        .expect("differentiate with respect to an argument of the function");
     let n = f.args[k_arg].len;
     let (out_buf, out_id) = f.outputs[0].clone();
     let mut columns = Vec::with_capacity(n);
     for k in 0..n {
         let e = unit(&mut b, n, k);
         let tangents = forward::sweep(f, &mut b, &primal, &|a, _| (a == k_arg).then_some(e));
-        columns.push(rules::or_zero(&mut b, tangents[out_id.index()], out_buf.len));
+        columns.push(rules::or_zero(
+            &mut b,
+            tangents[out_id.index()],
+            out_buf.len,
+        ));
     }
     if fused {
         for (buf, id) in &f.outputs {

@@ -25,7 +25,12 @@ struct Acc {
 
 /// The cotangent of each argument of `f` (`None`: zero), given the cotangent `seeds[k]`
 /// of output k.
-pub fn sweep(f: &Function, b: &mut Builder, primal: &[NodeId], seeds: &[NodeId]) -> Vec<Option<NodeId>> {
+pub fn sweep(
+    f: &Function,
+    b: &mut Builder,
+    primal: &[NodeId],
+    seeds: &[NodeId],
+) -> Vec<Option<NodeId>> {
     let mut acc: Vec<Acc> = vec![Acc::default(); f.nodes.len()];
     for ((_, id), s) in f.outputs.iter().zip(seeds) {
         acc[id.index()].full.push(*s);
@@ -61,7 +66,12 @@ pub fn sweep(f: &Function, b: &mut Builder, primal: &[NodeId], seeds: &[NodeId])
                 len: 1,
                 value: ct,
             }),
-            Node::Gather { v, start, stride, len } => acc[v.index()].pieces.push(Piece {
+            Node::Gather {
+                v,
+                start,
+                stride,
+                len,
+            } => acc[v.index()].pieces.push(Piece {
                 start: *start as i64,
                 stride: *stride as i64,
                 len: *len as usize,
@@ -131,7 +141,12 @@ pub fn sweep(f: &Function, b: &mut Builder, primal: &[NodeId], seeds: &[NodeId])
                 });
                 give(b, *x, dx);
             }
-            Node::MatTVec { m, y: v, rows, cols } => {
+            Node::MatTVec {
+                m,
+                y: v,
+                rows,
+                cols,
+            } => {
                 let dm = b.push(Node::Outer(p(v), ct));
                 give(b, *m, dm);
                 let dv = b.push(Node::MatVec {
@@ -197,7 +212,10 @@ fn assemble(b: &mut Builder, acc: Acc, len: usize) -> Option<NodeId> {
             unit.push(pc);
         } else {
             for k in 0..pc.len {
-                let v = b.push(Node::Index { v: pc.value, k: k as u32 });
+                let v = b.push(Node::Index {
+                    v: pc.value,
+                    k: k as u32,
+                });
                 unit.push(Piece {
                     start: pc.start + pc.stride * k as i64,
                     stride: 1,

@@ -18,7 +18,11 @@ pub fn nonzero(b: &Builder, id: NodeId) -> Option<NodeId> {
 /// Zero of length `len` (a scalar 0 broadcast).
 pub fn zero(b: &mut Builder, len: usize) -> NodeId {
     let z = b.constant(0.0);
-    if len == 1 { z } else { b.push(Node::Broadcast(z, len as u32)) }
+    if len == 1 {
+        z
+    } else {
+        b.push(Node::Broadcast(z, len as u32))
+    }
 }
 
 pub fn or_zero(b: &mut Builder, x: Option<NodeId>, len: usize) -> NodeId {
@@ -118,7 +122,15 @@ pub fn unary_apply(b: &mut Builder, op: Func1, x: NodeId, y: NodeId, d: NodeId) 
 
 /// For `y = a op b`, the perturbation of y from a perturbation `d` of operand `which`
 /// (0 = a, 1 = b). `None` when that operand has no influence (comparisons).
-pub fn binary_apply(b: &mut Builder, op: Op2, a: NodeId, bb: NodeId, y: NodeId, which: usize, d: NodeId) -> NodeId {
+pub fn binary_apply(
+    b: &mut Builder,
+    op: Op2,
+    a: NodeId,
+    bb: NodeId,
+    y: NodeId,
+    which: usize,
+    d: NodeId,
+) -> NodeId {
     match (op, which) {
         (Op2::Add, _) | (Op2::Sub, 0) => d,
         (Op2::Sub, _) => neg(b, d),
@@ -151,7 +163,11 @@ pub fn binary_apply(b: &mut Builder, op: Op2, a: NodeId, bb: NodeId, y: NodeId, 
             let len = b.len_of(y);
             let z = zero(b, len);
             let d = fit(b, d, len);
-            if w == 0 { b.push(Node::Select(c, d, z)) } else { b.push(Node::Select(c, z, d)) }
+            if w == 0 {
+                b.push(Node::Select(c, d, z))
+            } else {
+                b.push(Node::Select(c, z, d))
+            }
         }
     }
 }

@@ -82,20 +82,34 @@ pub fn pattern(f: &Function, out: usize, arg: usize) -> Option<Pattern> {
             if ids.iter().all(|x| matches!(deps[x.index()], Deps::None)) {
                 return Deps::None;
             }
-            if ids.iter().all(|x| !matches!(deps[x.index()], Deps::Entries(_))) {
+            if ids
+                .iter()
+                .all(|x| !matches!(deps[x.index()], Deps::Entries(_)))
+            {
                 return Deps::Uniform(union_all(ids.iter().map(|x| deps[x.index()].at(0))));
             }
-            Deps::Entries((0..len).map(|k| union_all(ids.iter().map(|x| deps[x.index()].at(k)))).collect())
+            Deps::Entries(
+                (0..len)
+                    .map(|k| union_all(ids.iter().map(|x| deps[x.index()].at(k))))
+                    .collect(),
+            )
         };
         let entry = match n {
             Node::Const(_) | Node::Iota { .. } | Node::Compare(..) => Deps::None,
-            Node::Arg(k) if *k as usize == arg => Deps::Entries((0..len as u32).map(|j| vec![j]).collect()),
+            Node::Arg(k) if *k as usize == arg => {
+                Deps::Entries((0..len as u32).map(|j| vec![j]).collect())
+            }
             Node::Arg(_) => Deps::None,
             Node::Index { v, k } => match d(v) {
                 Deps::None => Deps::None,
                 other => Deps::Uniform(other.at(*k as usize).to_vec()),
             },
-            Node::Gather { v, start, stride, len } => match d(v) {
+            Node::Gather {
+                v,
+                start,
+                stride,
+                len,
+            } => match d(v) {
                 Deps::None => Deps::None,
                 Deps::Uniform(s) => Deps::Uniform(s.clone()),
                 Deps::Entries(e) => Deps::Entries(
@@ -124,9 +138,16 @@ pub fn pattern(f: &Function, out: usize, arg: usize) -> Option<Pattern> {
             Node::Unary(_, x) | Node::PowI(x, _) => d(x).clone(),
             Node::Binary(_, a, b) => elementwise(&[*a, *b]),
             Node::Select(_, a, b) => elementwise(&[*a, *b]),
-            Node::Dot(a, b) | Node::MatVec { m: a, x: b, .. } | Node::MatTVec { m: a, y: b, .. } | Node::Outer(a, b) => {
+            Node::Dot(a, b)
+            | Node::MatVec { m: a, x: b, .. }
+            | Node::MatTVec { m: a, y: b, .. }
+            | Node::Outer(a, b) => {
                 let all = union_all([d(a).all(), d(b).all()].iter().map(Vec::as_slice));
-                if all.is_empty() { Deps::None } else { Deps::Uniform(all) }
+                if all.is_empty() {
+                    Deps::None
+                } else {
+                    Deps::Uniform(all)
+                }
             }
         };
         if entry.size() > BUDGET {
@@ -180,7 +201,9 @@ pub fn colour_columns(p: &Pattern) -> Vec<u32> {
                 }
             }
         }
-        let c = (0..).find(|&c| mark.get(c).is_none_or(|&m| m != j + 1)).unwrap_or(0);
+        let c = (0..)
+            .find(|&c| mark.get(c).is_none_or(|&m| m != j + 1))
+            .unwrap_or(0);
         colour[j] = c as u32;
     }
     colour

@@ -105,7 +105,9 @@ impl Builder {
         match node {
             Node::Const(_) | Node::Index { .. } | Node::Sum(_) | Node::Dot(..) => 1,
             Node::Arg(i) => self.f.args[*i as usize].len,
-            Node::Iota { len, .. } | Node::Gather { len, .. } | Node::Broadcast(_, len) => *len as usize,
+            Node::Iota { len, .. } | Node::Gather { len, .. } | Node::Broadcast(_, len) => {
+                *len as usize
+            }
             Node::Concat(parts) => parts.iter().map(l).sum(),
             Node::Unary(_, x) | Node::PowI(x, _) => l(x),
             Node::Binary(_, a, b) | Node::Compare(_, a, b) => l(a).max(l(b)),
@@ -156,10 +158,14 @@ impl Builder {
                     Op2::Mul if kb == Some(1.0) && la >= lb => return Ok(a),
                     Op2::Mul if ka == Some(1.0) && lb >= la => return Ok(b),
                     Op2::Div if kb == Some(1.0) && la >= lb => return Ok(a),
-                    Op2::Sub if kb.is_some_and(|z| z == 0.0 && z.is_sign_positive()) && la >= lb => {
+                    Op2::Sub
+                        if kb.is_some_and(|z| z == 0.0 && z.is_sign_positive()) && la >= lb =>
+                    {
                         return Ok(a);
                     }
-                    Op2::Add if kb.is_some_and(|z| z == 0.0 && z.is_sign_negative()) && la >= lb => {
+                    Op2::Add
+                        if kb.is_some_and(|z| z == 0.0 && z.is_sign_negative()) && la >= lb =>
+                    {
                         return Ok(a);
                     }
                     _ => {}
@@ -184,7 +190,12 @@ impl Builder {
                 _ => Err(node),
             },
             Node::Index { v, k } => self.simplify_index(v, k).map_or(Err(node), Ok),
-            Node::Gather { v, start, stride, len } => self.simplify_gather(v, start, stride, len),
+            Node::Gather {
+                v,
+                start,
+                stride,
+                len,
+            } => self.simplify_gather(v, start, stride, len),
             Node::Broadcast(x, n) => {
                 if n == 1 {
                     return Ok(x);
@@ -216,9 +227,17 @@ impl Builder {
             return Some(v);
         }
         match self.f.node(v).clone() {
-            Node::Gather { v: base, start, stride, .. } => {
+            Node::Gather {
+                v: base,
+                start,
+                stride,
+                ..
+            } => {
                 let k2 = start as i64 + stride as i64 * k as i64;
-                Some(self.push(Node::Index { v: base, k: k2 as u32 }))
+                Some(self.push(Node::Index {
+                    v: base,
+                    k: k2 as u32,
+                }))
             }
             Node::Broadcast(x, _) => Some(x),
             Node::Iota { start, .. } => Some(self.constant((start + k as i64) as f64)),
@@ -237,7 +256,13 @@ impl Builder {
         }
     }
 
-    fn simplify_gather(&mut self, v: NodeId, start: u32, stride: i32, len: u32) -> Result<NodeId, Node> {
+    fn simplify_gather(
+        &mut self,
+        v: NodeId,
+        start: u32,
+        stride: i32,
+        len: u32,
+    ) -> Result<NodeId, Node> {
         if len == 0 {
             return Ok(self.push(Node::Concat(Vec::new())));
         }
@@ -283,9 +308,19 @@ impl Builder {
                     }
                     off += n;
                 }
-                Err(Node::Gather { v, start, stride, len })
+                Err(Node::Gather {
+                    v,
+                    start,
+                    stride,
+                    len,
+                })
             }
-            _ => Err(Node::Gather { v, start, stride, len }),
+            _ => Err(Node::Gather {
+                v,
+                start,
+                stride,
+                len,
+            }),
         }
     }
 
@@ -296,7 +331,12 @@ impl Builder {
         let mut next = 0i64;
         for (i, p) in parts.iter().enumerate() {
             let (b, s, n) = match *self.f.node(*p) {
-                Node::Gather { v, start, stride: 1, len } => (v, start as i64, len as i64),
+                Node::Gather {
+                    v,
+                    start,
+                    stride: 1,
+                    len,
+                } => (v, start as i64, len as i64),
                 Node::Index { v, k } => (v, k as i64, 1),
                 _ => return None,
             };

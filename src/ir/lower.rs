@@ -37,8 +37,12 @@ pub struct ParamLayout {
 
 impl ParamLayout {
     pub fn of(m: &Model) -> ParamLayout {
-        let scalars: Vec<(String, usize)> =
-            m.params.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+        let scalars: Vec<(String, usize)> = m
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
         let mut off = scalars.len();
         let mut nets = Vec::new();
         for n in &m.nets {
@@ -209,7 +213,10 @@ fn strip(e: &TExpr) -> TExpr {
             TKind::Delayed { lag, .. } => go(lag),
             TKind::Unary(_, a) | TKind::Sum(a) | TKind::Reshape(a) | TKind::Index(a, _) => go(a),
             TKind::Slice(a, _, _) | TKind::NetCall(_, a) => go(a),
-            TKind::Binary(_, a, b) | TKind::Compare(_, a, b) | TKind::Dot(a, b) | TKind::MatVec(a, b) => {
+            TKind::Binary(_, a, b)
+            | TKind::Compare(_, a, b)
+            | TKind::Dot(a, b)
+            | TKind::MatVec(a, b) => {
                 go(a);
                 go(b);
             }
@@ -252,7 +259,13 @@ struct Lower<'m> {
 }
 
 impl<'m> Lower<'m> {
-    fn new(m: &'m Model, layout: &'m ParamLayout, lags: &'m [TExpr], name: &str, args: ArgSet) -> Lower<'m> {
+    fn new(
+        m: &'m Model,
+        layout: &'m ParamLayout,
+        lags: &'m [TExpr],
+        name: &str,
+        args: ArgSet,
+    ) -> Lower<'m> {
         let mut b = Builder::new(name);
         let n = m.state_len();
         let (t, u) = match args {
@@ -365,7 +378,10 @@ impl<'m> Lower<'m> {
                 Node::Concat(parts)
             }
             TKind::Time => return self.t.expect("sema allows t only where the kernel has it"),
-            TKind::Param(id) => Node::Index { v: self.p, k: *id as u32 },
+            TKind::Param(id) => Node::Index {
+                v: self.p,
+                k: *id as u32,
+            },
             TKind::State(id) => {
                 let u = self.u.expect("sema allows states only in dynamics");
                 return self.state_slice(u, *id);
@@ -394,7 +410,10 @@ impl<'m> Lower<'m> {
             }
             TKind::IndexVar => {
                 let (lo, n) = self.family.expect("the index only appears in families");
-                Node::Iota { start: lo, len: n as u32 }
+                Node::Iota {
+                    start: lo,
+                    len: n as u32,
+                }
             }
             TKind::Unary(op, a) => Node::Unary(*op, self.expr(a)),
             TKind::Binary(op, a, b) => Node::Binary(*op, self.expr(a), self.expr(b)),
@@ -423,7 +442,10 @@ impl<'m> Lower<'m> {
                         stride: a as i32,
                         len: n as u32,
                     },
-                    _ => Node::Index { v: base, k: aff.b as u32 },
+                    _ => Node::Index {
+                        v: base,
+                        k: aff.b as u32,
+                    },
                 }
             }
             TKind::Slice(v, lo, hi) => {

@@ -18,7 +18,7 @@ mod print;
 mod validate;
 
 pub use builder::Builder;
-pub use lower::{lower, Lowered, LowerError, ParamLayout, ParamBlock};
+pub use lower::{LowerError, Lowered, ParamBlock, ParamLayout, lower};
 pub use validate::validate;
 
 use crate::sema::model::{Cmp, Func1, Op2};
@@ -42,11 +42,22 @@ pub enum Node {
     /// A whole argument buffer (`t`, `u`, `p`, …), by position in [`Function::args`].
     Arg(u32),
     /// `[start, start+1, …, start+len-1]` as f64: the family index.
-    Iota { start: i64, len: u32 },
+    Iota {
+        start: i64,
+        len: u32,
+    },
     /// Entry `k` of `v` (a scalar).
-    Index { v: NodeId, k: u32 },
+    Index {
+        v: NodeId,
+        k: u32,
+    },
     /// Entries `start, start+stride, …` of `v` (`len` of them).
-    Gather { v: NodeId, start: u32, stride: i32, len: u32 },
+    Gather {
+        v: NodeId,
+        start: u32,
+        stride: i32,
+        len: u32,
+    },
     /// The pieces one after another.
     Concat(Vec<NodeId>),
     /// A scalar repeated `len` times.
@@ -64,10 +75,20 @@ pub enum Node {
     /// Σ a_k b_k, in order.
     Dot(NodeId, NodeId),
     /// `m` (row-major, `rows × cols`) times `x` (length `cols`); length `rows`.
-    MatVec { m: NodeId, x: NodeId, rows: u32, cols: u32 },
+    MatVec {
+        m: NodeId,
+        x: NodeId,
+        rows: u32,
+        cols: u32,
+    },
     /// The transpose product `mᵀ y` (`m` row-major `rows × cols`, `y` length `rows`);
     /// length `cols`. Entry j accumulates over rows in order (reverse mode of `MatVec`).
-    MatTVec { m: NodeId, y: NodeId, rows: u32, cols: u32 },
+    MatTVec {
+        m: NodeId,
+        y: NodeId,
+        rows: u32,
+        cols: u32,
+    },
     /// The outer product `a bᵀ`, row-major: entry `r*|b| + c` is `a[r]*b[c]`.
     Outer(NodeId, NodeId),
 }
@@ -104,7 +125,12 @@ impl Node {
         match self {
             Node::Const(_) | Node::Arg(_) | Node::Iota { .. } => self.clone(),
             Node::Index { v, k } => Node::Index { v: f(*v), k: *k },
-            Node::Gather { v, start, stride, len } => Node::Gather {
+            Node::Gather {
+                v,
+                start,
+                stride,
+                len,
+            } => Node::Gather {
                 v: f(*v),
                 start: *start,
                 stride: *stride,

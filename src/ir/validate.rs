@@ -25,10 +25,21 @@ pub fn validate(f: &Function) -> Result<(), String> {
             Node::Arg(a) if f.args.get(*a as usize).map(|b| b.len) != Some(len) => {
                 return here("argument length mismatch".into());
             }
-            Node::Index { v, k } if *k as usize >= l(v) => return here(format!("index {k} out of range")),
-            Node::Gather { v, start, stride, len: n } => {
+            Node::Index { v, k } if *k as usize >= l(v) => {
+                return here(format!("index {k} out of range"));
+            }
+            Node::Gather {
+                v,
+                start,
+                stride,
+                len: n,
+            } => {
                 let last = *start as i64 + (*n as i64 - 1) * *stride as i64;
-                if *n as usize != len || last < 0 || last as usize >= l(v) || *start as usize >= l(v) {
+                if *n as usize != len
+                    || last < 0
+                    || last as usize >= l(v)
+                    || *start as usize >= l(v)
+                {
                     return here("gather out of range".into());
                 }
             }
@@ -36,7 +47,9 @@ pub fn validate(f: &Function) -> Result<(), String> {
                 return here("concat length mismatch".into());
             }
             Node::Broadcast(x, _) if l(x) != 1 => return here("broadcast of a vector".into()),
-            Node::Unary(_, x) | Node::PowI(x, _) if l(x) != len => return here("length mismatch".into()),
+            Node::Unary(_, x) | Node::PowI(x, _) if l(x) != len => {
+                return here("length mismatch".into());
+            }
             Node::Binary(_, a, b) | Node::Compare(_, a, b) if !fits(l(a)) || !fits(l(b)) => {
                 return here("operand lengths do not broadcast".into());
             }
@@ -45,12 +58,18 @@ pub fn validate(f: &Function) -> Result<(), String> {
             }
             Node::Dot(a, b) if l(a) != l(b) => return here("dot of unequal lengths".into()),
             Node::MatVec { m, x, rows, cols } => {
-                if l(m) != (*rows * *cols) as usize || l(x) != *cols as usize || len != *rows as usize {
+                if l(m) != (*rows * *cols) as usize
+                    || l(x) != *cols as usize
+                    || len != *rows as usize
+                {
                     return here("matvec shape mismatch".into());
                 }
             }
             Node::MatTVec { m, y, rows, cols } => {
-                if l(m) != (*rows * *cols) as usize || l(y) != *rows as usize || len != *cols as usize {
+                if l(m) != (*rows * *cols) as usize
+                    || l(y) != *rows as usize
+                    || len != *cols as usize
+                {
                     return here("mattvec shape mismatch".into());
                 }
             }
@@ -60,7 +79,10 @@ pub fn validate(f: &Function) -> Result<(), String> {
     }
     for (b, id) in &f.outputs {
         if id.index() >= f.nodes.len() || f.len_of(*id) != b.len {
-            return Err(format!("{}: output {} has the wrong node or length", f.name, b.name));
+            return Err(format!(
+                "{}: output {} has the wrong node or length",
+                f.name, b.name
+            ));
         }
     }
     Ok(())

@@ -33,10 +33,15 @@ pub fn dce(f: &Function) -> Function {
             continue;
         }
         remap[i] = NodeId(out.nodes.len() as u32);
-        out.nodes.push(f.nodes[i].map_children(|c| remap[c.index()]));
+        out.nodes
+            .push(f.nodes[i].map_children(|c| remap[c.index()]));
         out.lens.push(f.lens[i]);
         out.spans.push(f.spans[i]);
     }
-    out.outputs = f.outputs.iter().map(|(b, id)| (b.clone(), remap[id.index()])).collect();
+    out.outputs = f
+        .outputs
+        .iter()
+        .map(|(b, id)| (b.clone(), remap[id.index()]))
+        .collect();
     out
 }

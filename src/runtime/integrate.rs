@@ -511,7 +511,11 @@ pub(crate) fn fixed_steps(opts: &SolveOptions) -> (u64, impl Fn(u64) -> f64) {
         n as u64
     };
     (n, move |k: u64| {
-        if k == n { t1 } else { t0 + dir * (k as f64) * dt }
+        if k == n {
+            t1
+        } else {
+            t0 + dir * (k as f64) * dt
+        }
     })
 }
 

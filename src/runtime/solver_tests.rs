@@ -538,7 +538,10 @@ fn method_names_round_trip() {
     }
     assert_eq!(Method::from_name("rodas5"), Some(Method::Rodas5));
     assert_eq!(Method::from_name("rodas4"), None);
-    assert_eq!(Method::EXPLICIT.len() + Method::IMPLICIT.len(), Method::ALL.len());
+    assert_eq!(
+        Method::EXPLICIT.len() + Method::IMPLICIT.len(),
+        Method::ALL.len()
+    );
     assert!(Method::EXPLICIT.iter().all(|m| !m.is_implicit()));
     assert!(Method::IMPLICIT.iter().all(|m| m.is_implicit()));
     let fixed: Vec<_> = Method::ALL

@@ -205,7 +205,8 @@ impl<'a> Checker<'a> {
         c.check_noise_affine(&lets, &equations);
         if c.diags.iter().any(Diagnostic::is_error) {
             c.diags.sort_by_key(|d| (d.span.start, d.code));
-            c.diags.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+            c.diags
+                .dedup_by(|a, b| a.span == b.span && a.message == b.message);
             return Err(c.diags);
         }
         let consts = c
@@ -217,7 +218,10 @@ impl<'a> Checker<'a> {
             })
             .collect();
         Ok(Model {
-            name: c.model_name.clone().unwrap_or_else(|| default_name.to_string()),
+            name: c
+                .model_name
+                .clone()
+                .unwrap_or_else(|| default_name.to_string()),
             consts,
             params: c.params.clone(),
             states,

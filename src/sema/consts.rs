@@ -23,8 +23,12 @@ impl<'a> Checker<'a> {
         let te = self.type_value(e, ctx)?;
         if te.shape != Shape::Scalar {
             self.error(
-                Diagnostic::error("E0203", e.span, format!("{} must be a scalar", capital(ctx.what)))
-                    .label(format!("this is {}", te.shape.describe())),
+                Diagnostic::error(
+                    "E0203",
+                    e.span,
+                    format!("{} must be a scalar", capital(ctx.what)),
+                )
+                .label(format!("this is {}", te.shape.describe())),
             );
             return None;
         }
@@ -91,9 +95,13 @@ impl<'a> Checker<'a> {
     fn resolve_net(&mut self, d: &ast::NetDecl) -> Option<NetDef> {
         if d.ctor.name != "mlp" {
             self.error(
-                Diagnostic::error("E0601", d.ctor.span, format!("unknown network kind `{}`", d.ctor.name))
-                    .label("not a network constructor")
-                    .hint("use `mlp(IN -> H -> OUT, ACT)`"),
+                Diagnostic::error(
+                    "E0601",
+                    d.ctor.span,
+                    format!("unknown network kind `{}`", d.ctor.name),
+                )
+                .label("not a network constructor")
+                .hint("use `mlp(IN -> H -> OUT, ACT)`"),
             );
             return None;
         }
@@ -135,9 +143,13 @@ impl<'a> Checker<'a> {
                     },
                     other => {
                         self.error(
-                            Diagnostic::error("E0603", n.span, format!("unknown mlp option `{other}`"))
-                                .label("not an option of mlp")
-                                .hint("the options are `init` and `act_out`"),
+                            Diagnostic::error(
+                                "E0603",
+                                n.span,
+                                format!("unknown mlp option `{other}`"),
+                            )
+                            .label("not an option of mlp")
+                            .hint("the options are `init` and `act_out`"),
                         );
                         ok = false;
                     }
@@ -146,16 +158,24 @@ impl<'a> Checker<'a> {
         }
         if positional < 2 && layers.is_some() && act.is_none() && ok {
             self.error(
-                Diagnostic::error("E0604", d.args_span, "`mlp` needs its layer sizes and an activation")
-                    .label("missing the activation")
-                    .hint("e.g. `mlp(2 -> 16 -> 2, tanh)`"),
+                Diagnostic::error(
+                    "E0604",
+                    d.args_span,
+                    "`mlp` needs its layer sizes and an activation",
+                )
+                .label("missing the activation")
+                .hint("e.g. `mlp(2 -> 16 -> 2, tanh)`"),
             );
         }
         if positional == 0 {
             self.error(
-                Diagnostic::error("E0604", d.args_span, "`mlp` needs its layer sizes and an activation")
-                    .label("no layer sizes")
-                    .hint("e.g. `mlp(2 -> 16 -> 2, tanh)`"),
+                Diagnostic::error(
+                    "E0604",
+                    d.args_span,
+                    "`mlp` needs its layer sizes and an activation",
+                )
+                .label("no layer sizes")
+                .hint("e.g. `mlp(2 -> 16 -> 2, tanh)`"),
             );
         }
         if !ok {
@@ -217,7 +237,9 @@ impl<'a> Checker<'a> {
 
     fn net_init(&mut self, e: &ast::Expr) -> Option<(InitKind, u64)> {
         let (kind, args) = match &e.kind {
-            ast::ExprKind::Call(f, args) if f.name == "glorot" => (InitKind::Glorot, args.as_slice()),
+            ast::ExprKind::Call(f, args) if f.name == "glorot" => {
+                (InitKind::Glorot, args.as_slice())
+            }
             ast::ExprKind::Call(f, args) if f.name == "he" => (InitKind::He, args.as_slice()),
             ast::ExprKind::Name(n) if n == "glorot" => (InitKind::Glorot, &[][..]),
             ast::ExprKind::Name(n) if n == "he" => (InitKind::He, &[][..]),
@@ -235,7 +257,11 @@ impl<'a> Checker<'a> {
                 ast::Arg::Named(n, v) if n.name == "seed" => {
                     let s = self.const_int(v, "a seed")?;
                     if s < 0 {
-                        self.error(Diagnostic::error("E0609", v.span, "a seed must not be negative"));
+                        self.error(Diagnostic::error(
+                            "E0609",
+                            v.span,
+                            "a seed must not be negative",
+                        ));
                         return None;
                     }
                     seed = s as u64;

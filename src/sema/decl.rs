@@ -1,8 +1,8 @@
 //! Declarations: collecting names (duplicates, built-ins) and resolving each kind.
 
+use super::BUILTINS;
 use super::check::*;
 use super::model::*;
-use super::BUILTINS;
 use crate::diag::Diagnostic;
 use crate::span::Span;
 use crate::syntax::ast::{self, ItemKind};
@@ -145,9 +145,13 @@ impl<'a> Checker<'a> {
                 format!("`{}` is a built-in function", name.name)
             };
             self.error(
-                Diagnostic::error("E0103", name.span, format!("cannot declare `{}`", name.name))
-                    .label(what)
-                    .hint("choose another name"),
+                Diagnostic::error(
+                    "E0103",
+                    name.span,
+                    format!("cannot declare `{}`", name.name),
+                )
+                .label(what)
+                .hint("choose another name"),
             );
             return false;
         }
@@ -179,10 +183,14 @@ impl<'a> Checker<'a> {
                 let name = self.consts[id].name.clone();
                 let decl = self.consts[id].span;
                 self.error(
-                    Diagnostic::error("E0201", use_span, format!("const `{name}` depends on itself"))
-                        .label("used here while its value is being computed")
-                        .also(decl, "declared here")
-                        .hint("a const must be computable from numbers and earlier consts"),
+                    Diagnostic::error(
+                        "E0201",
+                        use_span,
+                        format!("const `{name}` depends on itself"),
+                    )
+                    .label("used here while its value is being computed")
+                    .also(decl, "declared here")
+                    .hint("a const must be computable from numbers and earlier consts"),
                 );
                 self.consts[id].state = Slot::Done(None);
                 return None;
@@ -229,7 +237,10 @@ impl<'a> Checker<'a> {
         }
         for id in 0..self.input_decls.len() {
             let d = self.input_decls[id];
-            let len = d.size.as_ref().and_then(|s| self.const_size(s, "an input's size"));
+            let len = d
+                .size
+                .as_ref()
+                .and_then(|s| self.const_size(s, "an input's size"));
             self.inputs.push(InputDef {
                 name: d.name.name.clone(),
                 len,
@@ -262,10 +273,14 @@ impl<'a> Checker<'a> {
                 let name = self.lets[id].name.clone();
                 let decl = self.lets[id].span;
                 self.error(
-                    Diagnostic::error("E0202", use_span, format!("`{name}` is defined in terms of itself"))
-                        .label("this use closes a cycle among lets")
-                        .also(decl, format!("`{name}` is declared here"))
-                        .hint("lets must form a chain without cycles; break the loop with a state"),
+                    Diagnostic::error(
+                        "E0202",
+                        use_span,
+                        format!("`{name}` is defined in terms of itself"),
+                    )
+                    .label("this use closes a cycle among lets")
+                    .also(decl, format!("`{name}` is declared here"))
+                    .hint("lets must form a chain without cycles; break the loop with a state"),
                 );
                 self.lets[id].state = Slot::Done(None);
                 return None;
@@ -338,7 +353,10 @@ impl<'a> Checker<'a> {
                             Diagnostic::error(
                                 "E0301",
                                 e.span,
-                                format!("initial value of `{}` has the wrong shape", decl.name.name),
+                                format!(
+                                    "initial value of `{}` has the wrong shape",
+                                    decl.name.name
+                                ),
                             )
                             .label(format!("this is {}", e.shape.describe()))
                             .hint(format!("the initial value must be {want}")),
@@ -371,7 +389,10 @@ impl<'a> Checker<'a> {
             self.error(
                 Diagnostic::error("E0302", f.span, "a `for` initialiser needs a vector state")
                     .label(format!("`{}` is a scalar", decl.name.name))
-                    .hint(format!("declare it with a size: `state {}[N] = … for i in 0..N`", decl.name.name)),
+                    .hint(format!(
+                        "declare it with a size: `state {}[N] = … for i in 0..N`",
+                        decl.name.name
+                    )),
             );
             return None;
         };
@@ -379,9 +400,13 @@ impl<'a> Checker<'a> {
         let hi = self.const_int(&f.hi, "a range end")?;
         if lo != 0 || hi != n as i64 {
             self.error(
-                Diagnostic::error("E0303", f.span, "a `for` initialiser must run over the whole state")
-                    .label(format!("this runs over {lo}..{hi}"))
-                    .hint(format!("write `for {} in 0..{n}`", f.var.name)),
+                Diagnostic::error(
+                    "E0303",
+                    f.span,
+                    "a `for` initialiser must run over the whole state",
+                )
+                .label(format!("this runs over {lo}..{hi}"))
+                .hint(format!("write `for {} in 0..{n}`", f.var.name)),
             );
             return None;
         }
@@ -426,7 +451,10 @@ impl<'a> Checker<'a> {
                 _ => false,
             };
             if !fits {
-                self.error(shape_error(&e, "a history must be a scalar or match the state's length"));
+                self.error(shape_error(
+                    &e,
+                    "a history must be a scalar or match the state's length",
+                ));
                 continue;
             }
             out.push(HistoryDef {
@@ -448,7 +476,12 @@ impl<'a> Checker<'a> {
                     Diagnostic::error(
                         "E0305",
                         name.span,
-                        format!("{} is for a state, but `{}` is a {}", article(what), name.name, sym.kind_name()),
+                        format!(
+                            "{} is for a state, but `{}` is a {}",
+                            article(what),
+                            name.name,
+                            sym.kind_name()
+                        ),
                     )
                     .label("not a state")
                     .also(decl, "declared here")
@@ -458,9 +491,16 @@ impl<'a> Checker<'a> {
             }
             None if name.name == "t" => {
                 self.error(
-                    Diagnostic::error("E0305", name.span, format!("{} is for a state, but `t` is the independent variable", article(what)))
-                        .label("not a state")
-                        .hint("declare a state and write its equation"),
+                    Diagnostic::error(
+                        "E0305",
+                        name.span,
+                        format!(
+                            "{} is for a state, but `t` is the independent variable",
+                            article(what)
+                        ),
+                    )
+                    .label("not a state")
+                    .hint("declare a state and write its equation"),
                 );
                 None
             }

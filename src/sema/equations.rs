@@ -24,12 +24,21 @@ impl<'a> Checker<'a> {
         out
     }
 
-    fn equation(&mut self, eq: &ast::Equation, span: Span, states: &[StateDef]) -> Option<EquationDef> {
+    fn equation(
+        &mut self,
+        eq: &ast::Equation,
+        span: Span,
+        states: &[StateDef],
+    ) -> Option<EquationDef> {
         let ExprKind::Prime(target) = &eq.lhs.kind else {
             self.error(
-                Diagnostic::error("E0410", eq.lhs.span, "the left side of an equation must be a derivative")
-                    .label("expected `x'` or `u[i]'`")
-                    .hint("write the state's derivative: `x' = …`"),
+                Diagnostic::error(
+                    "E0410",
+                    eq.lhs.span,
+                    "the left side of an equation must be a derivative",
+                )
+                .label("expected `x'` or `u[i]'`")
+                .hint("write the state's derivative: `x' = …`"),
             );
             return None;
         };
@@ -43,7 +52,10 @@ impl<'a> Checker<'a> {
         };
         let ident = ast::Ident {
             name: name.clone(),
-            span: Span::new(target.span.start as usize, target.span.start as usize + name.len()),
+            span: Span::new(
+                target.span.start as usize,
+                target.span.start as usize + name.len(),
+            ),
         };
         let id = self.state_named(&ident, "equation")?;
         let decl = states.iter().find(|s| s.name == *name)?;
@@ -63,7 +75,10 @@ impl<'a> Checker<'a> {
                 self.error(
                     Diagnostic::error("E0412", f.span, "a `for` family needs an indexed left side")
                         .label(format!("the left side does not use `{}`", f.var.name))
-                        .hint(format!("write `{name}[{}]' = … for {} in A..B`", f.var.name, f.var.name)),
+                        .hint(format!(
+                            "write `{name}[{}]' = … for {} in A..B`",
+                            f.var.name, f.var.name
+                        )),
                 );
                 return None;
             }
@@ -83,9 +98,16 @@ impl<'a> Checker<'a> {
                 let is_var = matches!(&i.kind, ExprKind::Name(v) if *v == f.var.name);
                 if !is_var {
                     self.error(
-                        Diagnostic::error("E0413", i.span, format!("the left side must be indexed by `{}` itself", f.var.name))
-                            .label("a family defines entry i for each i in its range")
-                            .hint(format!("write `{name}[{}]'` and shift indices on the right side", f.var.name)),
+                        Diagnostic::error(
+                            "E0413",
+                            i.span,
+                            format!("the left side must be indexed by `{}` itself", f.var.name),
+                        )
+                        .label("a family defines entry i for each i in its range")
+                        .hint(format!(
+                            "write `{name}[{}]'` and shift indices on the right side",
+                            f.var.name
+                        )),
                     );
                     return None;
                 }
@@ -93,9 +115,13 @@ impl<'a> Checker<'a> {
                 let hi = self.const_int(&f.hi, "a range end")?;
                 if lo < 0 || hi < lo || hi > n as i64 {
                     self.error(
-                        Diagnostic::error("E0414", f.span, format!("family range {lo}..{hi} is out of range"))
-                            .label(format!("`{name}` has entries 0..{n}"))
-                            .hint(format!("use a range within 0..{n}")),
+                        Diagnostic::error(
+                            "E0414",
+                            f.span,
+                            format!("family range {lo}..{hi} is out of range"),
+                        )
+                        .label(format!("`{name}` has entries 0..{n}"))
+                        .hint(format!("use a range within 0..{n}")),
                     );
                     return None;
                 }
@@ -121,15 +147,22 @@ impl<'a> Checker<'a> {
         };
         if !fits {
             let want = if want_vector {
-                format!("a vector of length {} (or a scalar, applied to every entry)", hi - lo)
+                format!(
+                    "a vector of length {} (or a scalar, applied to every entry)",
+                    hi - lo
+                )
             } else {
                 "a scalar".to_string()
             };
             self.error(
-                Diagnostic::error("E0415", rhs.span, format!("the right side for `{name}` has the wrong shape"))
-                    .label(format!("this is {}", rhs.shape.describe()))
-                    .also(eq.lhs.span, format!("this needs {want}"))
-                    .hint("vector lengths must match on both sides"),
+                Diagnostic::error(
+                    "E0415",
+                    rhs.span,
+                    format!("the right side for `{name}` has the wrong shape"),
+                )
+                .label(format!("this is {}", rhs.shape.describe()))
+                .also(eq.lhs.span, format!("this needs {want}"))
+                .hint("vector lengths must match on both sides"),
             );
             return None;
         }
@@ -145,9 +178,13 @@ impl<'a> Checker<'a> {
 
     fn bad_lhs(&mut self, span: Span) -> Option<EquationDef> {
         self.error(
-            Diagnostic::error("E0410", span, "the left side of an equation must be a state")
-                .label("expected a state name, or a vector state indexed by the family variable")
-                .hint("write `x' = …` or `u[i]' = … for i in A..B`"),
+            Diagnostic::error(
+                "E0410",
+                span,
+                "the left side of an equation must be a state",
+            )
+            .label("expected a state name, or a vector state indexed by the family variable")
+            .hint("write `x' = …` or `u[i]' = … for i in A..B`"),
         );
         None
     }
@@ -155,7 +192,10 @@ impl<'a> Checker<'a> {
     fn check_coverage(&mut self, eqs: &[EquationDef], states: &[StateDef]) {
         for (id, s) in states.iter().enumerate() {
             let sid = self.state_id_of(&s.name).unwrap_or(id);
-            let mut segs: Vec<&EquationDef> = eqs.iter().filter(|e| e.state == sid && e.hi > e.lo).collect();
+            let mut segs: Vec<&EquationDef> = eqs
+                .iter()
+                .filter(|e| e.state == sid && e.hi > e.lo)
+                .collect();
             segs.sort_by_key(|e| (e.lo, e.hi));
             let n = s.size();
             if n == 0 || self.failed_eq_states.contains(&s.name) {
@@ -163,9 +203,13 @@ impl<'a> Checker<'a> {
             }
             if segs.is_empty() {
                 self.error(
-                    Diagnostic::error("E0420", s.span, format!("state `{}` has no equation", s.name))
-                        .label("declared here")
-                        .hint(format!("add `{}' = …`", s.name)),
+                    Diagnostic::error(
+                        "E0420",
+                        s.span,
+                        format!("state `{}` has no equation", s.name),
+                    )
+                    .label("declared here")
+                    .hint(format!("add `{}' = …`", s.name)),
                 );
                 continue;
             }
@@ -201,7 +245,12 @@ impl<'a> Checker<'a> {
         let which = if hi == lo + 1 {
             format!("`{}[{lo}]` has", s.name)
         } else {
-            format!("entries `{}[{lo}]` to `{}[{}]` have", s.name, s.name, hi - 1)
+            format!(
+                "entries `{}[{lo}]` to `{}[{}]` have",
+                s.name,
+                s.name,
+                hi - 1
+            )
         };
         self.error(
             Diagnostic::error("E0422", s.span, format!("{which} no equation"))
@@ -216,7 +265,6 @@ impl<'a> Checker<'a> {
             _ => None,
         }
     }
-
 }
 
 /// The state an equation's left side names (`x'`, `u[i]'`, or a malformed `x = …`).

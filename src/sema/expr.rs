@@ -60,14 +60,22 @@ impl<'a> Checker<'a> {
                 let hi_v = self.const_int(hi, "a slice end")?;
                 if lo_v < 0 || hi_v < lo_v || hi_v as usize > n {
                     self.error(
-                        Diagnostic::error("E0320", e.span, format!("slice {lo_v}..{hi_v} is out of range"))
-                            .label(format!("the vector has length {n}"))
-                            .hint(format!("a slice a..b needs 0 <= a <= b <= {n}")),
+                        Diagnostic::error(
+                            "E0320",
+                            e.span,
+                            format!("slice {lo_v}..{hi_v} is out of range"),
+                        )
+                        .label(format!("the vector has length {n}"))
+                        .hint(format!("a slice a..b needs 0 <= a <= b <= {n}")),
                     );
                     return None;
                 }
                 let (lo_v, hi_v) = (lo_v as usize, hi_v as usize);
-                mk(TKind::Slice(Box::new(v), lo_v, hi_v), Shape::Vector(hi_v - lo_v), e.span)
+                mk(
+                    TKind::Slice(Box::new(v), lo_v, hi_v),
+                    Shape::Vector(hi_v - lo_v),
+                    e.span,
+                )
             }
             ExprKind::Prime(x) => self.type_prime(x, e.span, ctx)?,
             ExprKind::List(items) => {
@@ -84,7 +92,10 @@ impl<'a> Checker<'a> {
                 for x in items {
                     match self.type_value(x, ctx) {
                         Some(t) if matches!(t.shape, Shape::Matrix(..)) => {
-                            self.error(super::decl::shape_error(&t, "list entries are scalars or vectors"));
+                            self.error(super::decl::shape_error(
+                                &t,
+                                "list entries are scalars or vectors",
+                            ));
                             ok = false;
                         }
                         Some(t) => {
@@ -115,11 +126,22 @@ impl<'a> Checker<'a> {
             }
         };
         // Inside an indexed family, what depends on the index is one scalar per entry.
-        if ctx.index.is_some() && te.shape != Shape::Scalar && !matches!(te.shape, Shape::Mask(1)) && te.uses_index() {
+        if ctx.index.is_some()
+            && te.shape != Shape::Scalar
+            && !matches!(te.shape, Shape::Mask(1))
+            && te.uses_index()
+        {
             self.error(
-                Diagnostic::error("E0324", e.span, "only scalars may depend on the family index")
-                    .label(format!("this is {} that depends on the index", te.shape.describe()))
-                    .hint("index into vectors (`u[i-1]`) so that each entry is a scalar expression"),
+                Diagnostic::error(
+                    "E0324",
+                    e.span,
+                    "only scalars may depend on the family index",
+                )
+                .label(format!(
+                    "this is {} that depends on the index",
+                    te.shape.describe()
+                ))
+                .hint("index into vectors (`u[i-1]`) so that each entry is a scalar expression"),
             );
             return None;
         }
@@ -159,7 +181,11 @@ impl<'a> Checker<'a> {
             Symbol::Const(id) => {
                 let c = self.const_value(id, span)?;
                 if c.is_vector {
-                    mk(TKind::Numbers(c.value.clone()), Shape::Vector(c.value.len()), span)
+                    mk(
+                        TKind::Numbers(c.value.clone()),
+                        Shape::Vector(c.value.len()),
+                        span,
+                    )
                 } else {
                     mk(TKind::Number(c.value[0]), Shape::Scalar, span)
                 }
@@ -191,7 +217,11 @@ impl<'a> Checker<'a> {
                 if !ctx.allow.inputs {
                     return self.not_allowed(span, &format!("input `{n}`"), ctx);
                 }
-                let shape = self.inputs.get(id)?.len.map_or(Shape::Scalar, Shape::Vector);
+                let shape = self
+                    .inputs
+                    .get(id)?
+                    .len
+                    .map_or(Shape::Scalar, Shape::Vector);
                 mk(TKind::Input(id), shape, span)
             }
             Symbol::Noise(id) => {
@@ -211,10 +241,14 @@ impl<'a> Checker<'a> {
             }
             Symbol::Output(_) => {
                 self.error(
-                    Diagnostic::error("E0332", span, format!("output `{n}` cannot be used in an expression"))
-                        .label("outputs are only written out")
-                        .also(decl, "declared here")
-                        .hint("compute it in a `let` and use the let in both places"),
+                    Diagnostic::error(
+                        "E0332",
+                        span,
+                        format!("output `{n}` cannot be used in an expression"),
+                    )
+                    .label("outputs are only written out")
+                    .also(decl, "declared here")
+                    .hint("compute it in a `let` and use the let in both places"),
                 );
                 return None;
             }
@@ -232,14 +266,25 @@ impl<'a> Checker<'a> {
             "numbers and consts"
         };
         self.error(
-            Diagnostic::error("E0333", span, format!("{} cannot use {what}", capital_what(ctx.what)))
-                .label("not allowed here")
-                .hint(format!("{} may only use {allowed}", ctx.what)),
+            Diagnostic::error(
+                "E0333",
+                span,
+                format!("{} cannot use {what}", capital_what(ctx.what)),
+            )
+            .label("not allowed here")
+            .hint(format!("{} may only use {allowed}", ctx.what)),
         );
         None
     }
 
-    fn type_binary(&mut self, op: BinOp, a: &ast::Expr, b: &ast::Expr, span: Span, ctx: &Ctx) -> Typed {
+    fn type_binary(
+        &mut self,
+        op: BinOp,
+        a: &ast::Expr,
+        b: &ast::Expr,
+        span: Span,
+        ctx: &Ctx,
+    ) -> Typed {
         if op.is_comparison() {
             let (ta, tb) = (self.type_value(a, ctx), self.type_value(b, ctx));
             let (ta, tb) = (ta?, tb?);
@@ -269,22 +314,32 @@ impl<'a> Checker<'a> {
             _ => Op2::Pow,
         };
         let shape = self.broadcast(&ta, &tb, span)?;
-        Some(mk(TKind::Binary(op2, Box::new(ta), Box::new(tb)), shape, span))
+        Some(mk(
+            TKind::Binary(op2, Box::new(ta), Box::new(tb)),
+            shape,
+            span,
+        ))
     }
 
     fn matvec(&mut self, m: TExpr, x: TExpr, span: Span) -> Typed {
         match (m.shape, x.shape) {
-            (Shape::Matrix(r, c), Shape::Vector(n)) if c == n => {
-                Some(mk(TKind::MatVec(Box::new(m), Box::new(x)), Shape::Vector(r), span))
-            }
-            (Shape::Matrix(r, c), Shape::Scalar) if c == 1 => {
-                Some(mk(TKind::MatVec(Box::new(m), Box::new(x)), Shape::Vector(r), span))
-            }
+            (Shape::Matrix(r, c), Shape::Vector(n)) if c == n => Some(mk(
+                TKind::MatVec(Box::new(m), Box::new(x)),
+                Shape::Vector(r),
+                span,
+            )),
+            (Shape::Matrix(r, c), Shape::Scalar) if c == 1 => Some(mk(
+                TKind::MatVec(Box::new(m), Box::new(x)),
+                Shape::Vector(r),
+                span,
+            )),
             (Shape::Matrix(r, c), other) => {
                 self.error(
                     Diagnostic::error("E0340", span, "matrix–vector shapes do not match")
                         .label(format!("a {r}×{c} matrix times {}", other.describe()))
-                        .hint(format!("the right side of `@` must be a vector of length {c}")),
+                        .hint(format!(
+                            "the right side of `@` must be a vector of length {c}"
+                        )),
                 );
                 None
             }
@@ -339,7 +394,10 @@ impl<'a> Checker<'a> {
                 Diagnostic::error("E0350", i.span, "an index must be known at compile time")
                     .label("this is not a compile-time integer")
                     .hint(match &ctx.index {
-                        Some(ix) => format!("use integers, consts and `{}` (like `{}-1`)", ix.name, ix.name),
+                        Some(ix) => format!(
+                            "use integers, consts and `{}` (like `{}-1`)",
+                            ix.name, ix.name
+                        ),
                         None => "use integers and consts".to_string(),
                     }),
             );
@@ -361,7 +419,10 @@ impl<'a> Checker<'a> {
             d = match (&ctx.index, aff.a) {
                 (Some(ix), a) if a != 0 => {
                     let at = if aff.at(lo_i) == bad { lo_i } else { hi_i };
-                    d.hint(format!("at {} = {at} the index is {bad}; narrow the family's range", ix.name))
+                    d.hint(format!(
+                        "at {} = {at} the index is {bad}; narrow the family's range",
+                        ix.name
+                    ))
                 }
                 _ => d.hint(format!("the vector has {n} entries, numbered from 0")),
             };
@@ -377,7 +438,11 @@ impl<'a> Checker<'a> {
                 if !ctx.allow.inputs {
                     return self.not_allowed(span, &format!("input `{n}`"), ctx);
                 }
-                let shape = self.inputs.get(id)?.len.map_or(Shape::Scalar, Shape::Vector);
+                let shape = self
+                    .inputs
+                    .get(id)?
+                    .len
+                    .map_or(Shape::Scalar, Shape::Vector);
                 return Some(mk(TKind::InputDeriv(id), shape, span));
             }
         }
@@ -411,10 +476,15 @@ impl<'a> Checker<'a> {
                 ast::Arg::Named(..) => None,
             })
             .collect();
-        if let Some(ast::Arg::Named(n, _)) = args.iter().find(|a| matches!(a, ast::Arg::Named(..))) {
+        if let Some(ast::Arg::Named(n, _)) = args.iter().find(|a| matches!(a, ast::Arg::Named(..)))
+        {
             self.error(
-                Diagnostic::error("E0361", n.span, format!("`{name}` takes no named arguments"))
-                    .label("named argument"),
+                Diagnostic::error(
+                    "E0361",
+                    n.span,
+                    format!("`{name}` takes no named arguments"),
+                )
+                .label("named argument"),
             );
             return None;
         }
@@ -442,7 +512,10 @@ impl<'a> Checker<'a> {
                 Diagnostic::error(
                     "E0363",
                     span,
-                    format!("`{name}` takes {arity} argument{s}, but {} were given", positional.len()),
+                    format!(
+                        "`{name}` takes {arity} argument{s}, but {} were given",
+                        positional.len()
+                    ),
                 )
                 .label("wrong number of arguments")
                 .hint(signature(name)),
@@ -452,13 +525,20 @@ impl<'a> Checker<'a> {
         match name {
             "ifelse" => {
                 let c = self.type_expr(positional[0], ctx);
-                let (a, b) = (self.type_value(positional[1], ctx), self.type_value(positional[2], ctx));
+                let (a, b) = (
+                    self.type_value(positional[1], ctx),
+                    self.type_value(positional[2], ctx),
+                );
                 let (c, a, b) = (c?, a?, b?);
                 let Shape::Mask(cn) = c.shape else {
                     self.error(
-                        Diagnostic::error("E0364", c.span, "the condition of `ifelse` must be a comparison")
-                            .label(format!("this is {}", c.shape.describe()))
-                            .hint("e.g. `ifelse(x < 1, a, b)`"),
+                        Diagnostic::error(
+                            "E0364",
+                            c.span,
+                            "the condition of `ifelse` must be a comparison",
+                        )
+                        .label(format!("this is {}", c.shape.describe()))
+                        .hint("e.g. `ifelse(x < 1, a, b)`"),
                     );
                     return None;
                 };
@@ -469,13 +549,19 @@ impl<'a> Checker<'a> {
                     (n, Shape::Vector(m)) if n == m => ab,
                     (n, other) => {
                         self.error(
-                            Diagnostic::error("E0342", span, "shapes do not match")
-                                .label(format!("a condition of length {n} and {}", other.describe())),
+                            Diagnostic::error("E0342", span, "shapes do not match").label(format!(
+                                "a condition of length {n} and {}",
+                                other.describe()
+                            )),
                         );
                         return None;
                     }
                 };
-                Some(mk(TKind::Select(Box::new(c), Box::new(a), Box::new(b)), shape, span))
+                Some(mk(
+                    TKind::Select(Box::new(c), Box::new(a), Box::new(b)),
+                    shape,
+                    span,
+                ))
             }
             "reshape" => {
                 let v = self.type_value(positional[0], ctx)?;
@@ -483,8 +569,11 @@ impl<'a> Checker<'a> {
                 let c = self.const_size(positional[2], "a column count")?;
                 if v.shape.len() != r * c || matches!(v.shape, Shape::Matrix(..)) {
                     self.error(
-                        Diagnostic::error("E0365", span, "cannot reshape")
-                            .label(format!("{} into {r}×{c} (needs {} entries)", v.shape.describe(), r * c)),
+                        Diagnostic::error("E0365", span, "cannot reshape").label(format!(
+                            "{} into {r}×{c} (needs {} entries)",
+                            v.shape.describe(),
+                            r * c
+                        )),
                     );
                     return None;
                 }
@@ -495,29 +584,50 @@ impl<'a> Checker<'a> {
                 Some(mk(TKind::Sum(Box::new(v)), Shape::Scalar, span))
             }
             "dot" => {
-                let (a, b) = (self.type_value(positional[0], ctx), self.type_value(positional[1], ctx));
+                let (a, b) = (
+                    self.type_value(positional[0], ctx),
+                    self.type_value(positional[1], ctx),
+                );
                 let (a, b) = (a?, b?);
                 match (a.shape, b.shape) {
                     (Shape::Vector(n), Shape::Vector(m)) if n == m => {}
                     (x, y) => {
                         self.error(
-                            Diagnostic::error("E0366", span, "`dot` needs two vectors of equal length")
-                                .label(format!("{} and {}", x.describe(), y.describe())),
+                            Diagnostic::error(
+                                "E0366",
+                                span,
+                                "`dot` needs two vectors of equal length",
+                            )
+                            .label(format!(
+                                "{} and {}",
+                                x.describe(),
+                                y.describe()
+                            )),
                         );
                         return None;
                     }
                 }
-                Some(mk(TKind::Dot(Box::new(a), Box::new(b)), Shape::Scalar, span))
+                Some(mk(
+                    TKind::Dot(Box::new(a), Box::new(b)),
+                    Shape::Scalar,
+                    span,
+                ))
             }
             "min" | "max" => {
-                let (a, b) = (self.type_value(positional[0], ctx), self.type_value(positional[1], ctx));
+                let (a, b) = (
+                    self.type_value(positional[0], ctx),
+                    self.type_value(positional[1], ctx),
+                );
                 let (a, b) = (a?, b?);
                 let shape = self.broadcast(&a, &b, span)?;
                 let op = if name == "min" { Op2::Min } else { Op2::Max };
                 Some(mk(TKind::Binary(op, Box::new(a), Box::new(b)), shape, span))
             }
             _ => {
-                let func = Func1::NAMED.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)?;
+                let func = Func1::NAMED
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, f)| *f)?;
                 let a = self.type_value(positional[0], ctx)?;
                 let shape = a.shape;
                 Some(mk(TKind::Unary(func, Box::new(a)), shape, span))
@@ -525,16 +635,27 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn type_net_call(&mut self, id: NetId, f: &ast::Ident, args: &[ast::Arg], span: Span, ctx: &Ctx) -> Typed {
+    fn type_net_call(
+        &mut self,
+        id: NetId,
+        f: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+        ctx: &Ctx,
+    ) -> Typed {
         if !ctx.allow.nets {
             return self.not_allowed(span, &format!("net `{}`", f.name), ctx);
         }
         let net = self.nets[id].clone()?;
         let [ast::Arg::Pos(arg)] = args else {
             self.error(
-                Diagnostic::error("E0610", span, format!("net `{}` takes one vector argument", f.name))
-                    .label("wrong arguments")
-                    .hint(format!("call it as `{}([x, y])`", f.name)),
+                Diagnostic::error(
+                    "E0610",
+                    span,
+                    format!("net `{}` takes one vector argument", f.name),
+                )
+                .label("wrong arguments")
+                .hint(format!("call it as `{}([x, y])`", f.name)),
             );
             return None;
         };
@@ -547,32 +668,55 @@ impl<'a> Checker<'a> {
         };
         if !fits {
             self.error(
-                Diagnostic::error("E0611", arg.span, format!("net `{}` is called with the wrong input length", f.name))
-                    .label(format!("this is {}", x.shape.describe()))
-                    .also(net.span, format!("declared with {input} inputs"))
-                    .hint(format!("pass a vector of length {input}")),
+                Diagnostic::error(
+                    "E0611",
+                    arg.span,
+                    format!("net `{}` is called with the wrong input length", f.name),
+                )
+                .label(format!("this is {}", x.shape.describe()))
+                .also(net.span, format!("declared with {input} inputs"))
+                .hint(format!("pass a vector of length {input}")),
             );
             return None;
         }
         let out = *net.layers.last()?;
-        Some(mk(TKind::NetCall(id, Box::new(x)), Shape::Vector(out), span))
+        Some(mk(
+            TKind::NetCall(id, Box::new(x)),
+            Shape::Vector(out),
+            span,
+        ))
     }
 
     /// `x(t - tau)`: the state at a lagged time.
-    fn type_delay(&mut self, id: StateId, f: &ast::Ident, args: &[ast::Arg], span: Span, ctx: &Ctx) -> Typed {
+    fn type_delay(
+        &mut self,
+        id: StateId,
+        f: &ast::Ident,
+        args: &[ast::Arg],
+        span: Span,
+        ctx: &Ctx,
+    ) -> Typed {
         if !ctx.allow.delays {
             return self.not_allowed(span, &format!("a delayed state `{}(…)`", f.name), ctx);
         }
         let lag_expr = match args {
-            [ast::Arg::Pos(ast::Expr {
-                kind: ExprKind::Binary(BinOp::Sub, t, lag),
-                ..
-            })] if matches!(&t.kind, ExprKind::Name(n) if n == "t") => lag,
+            [
+                ast::Arg::Pos(ast::Expr {
+                    kind: ExprKind::Binary(BinOp::Sub, t, lag),
+                    ..
+                }),
+            ] if matches!(&t.kind, ExprKind::Name(n) if n == "t") => lag,
             _ => {
                 self.error(
-                    Diagnostic::error("E0701", span, format!("`{}(…)` must be a delay `{}(t - tau)`", f.name, f.name))
-                        .label("a state can only be called at a lagged time")
-                        .hint("write `x(t - tau)` with tau a positive const, param or expression of them"),
+                    Diagnostic::error(
+                        "E0701",
+                        span,
+                        format!("`{}(…)` must be a delay `{}(t - tau)`", f.name, f.name),
+                    )
+                    .label("a state can only be called at a lagged time")
+                    .hint(
+                        "write `x(t - tau)` with tau a positive const, param or expression of them",
+                    ),
                 );
                 return None;
             }
@@ -594,7 +738,10 @@ impl<'a> Checker<'a> {
             Some(v) => {
                 self.error(
                     Diagnostic::error("E0702", lag.span, "a delay must be positive")
-                        .label(format!("this is {} (params at their defaults)", crate::syntax::print::number(v[0])))
+                        .label(format!(
+                            "this is {} (params at their defaults)",
+                            crate::syntax::print::number(v[0])
+                        ))
                         .hint("use x(t - tau) with tau > 0"),
                 );
                 return None;
@@ -605,7 +752,14 @@ impl<'a> Checker<'a> {
             return None;
         }
         let shape = self.states[id].len.map_or(Shape::Scalar, Shape::Vector);
-        Some(mk(TKind::Delayed { state: id, lag: Box::new(lag) }, shape, span))
+        Some(mk(
+            TKind::Delayed {
+                state: id,
+                lag: Box::new(lag),
+            },
+            shape,
+            span,
+        ))
     }
 }
 
@@ -636,22 +790,35 @@ pub(super) fn affine(e: &TExpr) -> Option<Affine> {
         }
         TKind::Binary(Op2::Add, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
-            Some(Affine { a: x.a + y.a, b: x.b + y.b })
+            Some(Affine {
+                a: x.a + y.a,
+                b: x.b + y.b,
+            })
         }
         TKind::Binary(Op2::Sub, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
-            Some(Affine { a: x.a - y.a, b: x.b - y.b })
+            Some(Affine {
+                a: x.a - y.a,
+                b: x.b - y.b,
+            })
         }
         TKind::Binary(Op2::Div, x, y) => {
             // Only exact division of a constant: `N/2` with N even.
             let (x, y) = (affine(x)?, affine(y)?);
-            (x.a == 0 && y.a == 0 && y.b != 0 && x.b % y.b == 0).then(|| Affine::constant(x.b / y.b))
+            (x.a == 0 && y.a == 0 && y.b != 0 && x.b % y.b == 0)
+                .then(|| Affine::constant(x.b / y.b))
         }
         TKind::Binary(Op2::Mul, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
             match (x.a, y.a) {
-                (0, _) => Some(Affine { a: x.b * y.a, b: x.b * y.b }),
-                (_, 0) => Some(Affine { a: x.a * y.b, b: x.b * y.b }),
+                (0, _) => Some(Affine {
+                    a: x.b * y.a,
+                    b: x.b * y.b,
+                }),
+                (_, 0) => Some(Affine {
+                    a: x.a * y.b,
+                    b: x.b * y.b,
+                }),
                 _ => None,
             }
         }

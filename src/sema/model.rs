@@ -72,7 +72,10 @@ impl Func1 {
     pub fn name(self) -> &'static str {
         match self {
             Func1::Neg => "neg",
-            f => Func1::NAMED.iter().find(|(_, g)| *g == f).map_or("?", |(n, _)| n),
+            f => Func1::NAMED
+                .iter()
+                .find(|(_, g)| *g == f)
+                .map_or("?", |(n, _)| n),
         }
     }
 }
@@ -115,10 +118,16 @@ impl Activation {
         ("identity", Activation::Identity),
     ];
     pub fn from_name(s: &str) -> Option<Activation> {
-        Activation::ALL.iter().find(|(n, _)| *n == s).map(|(_, a)| *a)
+        Activation::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, a)| *a)
     }
     pub fn name(self) -> &'static str {
-        Activation::ALL.iter().find(|(_, a)| *a == self).map_or("?", |(n, _)| n)
+        Activation::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
     }
     /// The elementwise function it applies (`None` for identity).
     pub fn func(self) -> Option<Func1> {
@@ -195,7 +204,8 @@ impl TExpr {
     pub fn uses_index(&self) -> bool {
         let mut found = false;
         self.visit(&mut |e| {
-            if matches!(e.kind, TKind::IndexVar) || matches!(e.kind, TKind::Index(_, a) if a.a != 0) {
+            if matches!(e.kind, TKind::IndexVar) || matches!(e.kind, TKind::Index(_, a) if a.a != 0)
+            {
                 found = true;
             }
         });
@@ -206,9 +216,14 @@ impl TExpr {
     pub fn visit(&self, f: &mut dyn FnMut(&TExpr)) {
         match &self.kind {
             TKind::Delayed { lag, .. } => lag.visit(f),
-            TKind::Unary(_, a) | TKind::Sum(a) | TKind::Reshape(a) | TKind::Index(a, _) => a.visit(f),
+            TKind::Unary(_, a) | TKind::Sum(a) | TKind::Reshape(a) | TKind::Index(a, _) => {
+                a.visit(f)
+            }
             TKind::Slice(a, _, _) | TKind::NetCall(_, a) => a.visit(f),
-            TKind::Binary(_, a, b) | TKind::Compare(_, a, b) | TKind::Dot(a, b) | TKind::MatVec(a, b) => {
+            TKind::Binary(_, a, b)
+            | TKind::Compare(_, a, b)
+            | TKind::Dot(a, b)
+            | TKind::MatVec(a, b) => {
                 a.visit(f);
                 b.visit(f);
             }
@@ -407,6 +422,9 @@ impl Model {
         self.states.iter().flat_map(StateDef::entry_names).collect()
     }
     pub fn output_names(&self) -> Vec<String> {
-        self.outputs.iter().flat_map(OutputDef::entry_names).collect()
+        self.outputs
+            .iter()
+            .flat_map(OutputDef::entry_names)
+            .collect()
     }
 }

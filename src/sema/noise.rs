@@ -56,15 +56,19 @@ fn degree(e: &TExpr, lets: &[Option<Degree>]) -> Degree {
     match &e.kind {
         TKind::Noise(_) => Linear,
         TKind::Let(id) => lets.get(*id).copied().flatten().unwrap_or(Free),
-        TKind::Unary(Func1::Neg, a) | TKind::Sum(a) | TKind::Reshape(a) | TKind::Index(a, _) => d(a),
+        TKind::Unary(Func1::Neg, a) | TKind::Sum(a) | TKind::Reshape(a) | TKind::Index(a, _) => {
+            d(a)
+        }
         TKind::Slice(a, _, _) => d(a),
         TKind::Unary(_, a) | TKind::NetCall(_, a) => free_only(d(a)),
         TKind::Binary(Op2::Add | Op2::Sub, a, b) => max(d(a), d(b)),
-        TKind::Binary(Op2::Mul, a, b) | TKind::Dot(a, b) | TKind::MatVec(a, b) => match (d(a), d(b)) {
-            (Bad(s), _) | (_, Bad(s)) => Bad(s),
-            (Linear, Linear) => Bad(e.span),
-            (x, y) => max(x, y),
-        },
+        TKind::Binary(Op2::Mul, a, b) | TKind::Dot(a, b) | TKind::MatVec(a, b) => {
+            match (d(a), d(b)) {
+                (Bad(s), _) | (_, Bad(s)) => Bad(s),
+                (Linear, Linear) => Bad(e.span),
+                (x, y) => max(x, y),
+            }
+        }
         TKind::Binary(Op2::Div, a, b) => match d(b) {
             Free => d(a),
             Linear => Bad(e.span),

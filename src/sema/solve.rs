@@ -46,9 +46,13 @@ impl<'a> Checker<'a> {
                 if let Some(prev) = seen.iter().find(|k| k.name == entry.key.name) {
                     let prev = prev.span;
                     self.error(
-                        Diagnostic::error("E0802", entry.key.span, format!("`{}` is set twice", entry.key.name))
-                            .label("second setting")
-                            .also(prev, "first setting"),
+                        Diagnostic::error(
+                            "E0802",
+                            entry.key.span,
+                            format!("`{}` is set twice", entry.key.name),
+                        )
+                        .label("second setting")
+                        .also(prev, "first setting"),
                     );
                     continue;
                 }
@@ -59,7 +63,12 @@ impl<'a> Checker<'a> {
         out
     }
 
-    fn solve_entry(&mut self, entry: &ast::SolveEntry, states: &[StateDef], out: &mut SolveDefaults) {
+    fn solve_entry(
+        &mut self,
+        entry: &ast::SolveEntry,
+        states: &[StateDef],
+        out: &mut SolveDefaults,
+    ) {
         let v = &entry.value;
         let ctx = Ctx::new(Allow::CONSTS, "a solve setting");
         match entry.key.name.as_str() {
@@ -95,11 +104,17 @@ impl<'a> Checker<'a> {
                 }
             }
             "rtol" | "saveat" | "dt" => {
-                let Some(x) = self.const_scalar(v, &ctx) else { return };
+                let Some(x) = self.const_scalar(v, &ctx) else {
+                    return;
+                };
                 if !(x > 0.0) {
                     self.error(
-                        Diagnostic::error("E0805", v.span, format!("`{}` must be positive", entry.key.name))
-                            .label(format!("this is {}", crate::syntax::print::number(x))),
+                        Diagnostic::error(
+                            "E0805",
+                            v.span,
+                            format!("`{}` must be positive", entry.key.name),
+                        )
+                        .label(format!("this is {}", crate::syntax::print::number(x))),
                     );
                     return;
                 }
@@ -110,20 +125,27 @@ impl<'a> Checker<'a> {
                 }
             }
             "atol" => {
-                let Some(te) = self.type_value(v, &ctx) else { return };
+                let Some(te) = self.type_value(v, &ctx) else {
+                    return;
+                };
                 let Some(vals) = self.fold(&te) else { return };
                 let n: usize = states.iter().map(StateDef::size).sum();
                 if te.shape != Shape::Scalar && vals.len() != n {
                     self.error(
-                        Diagnostic::error("E0806", v.span, "`atol` needs one entry per state entry")
-                            .label(format!("{} entries for {n} state entries", vals.len()))
-                            .hint("give one number, or a list as long as the state"),
+                        Diagnostic::error(
+                            "E0806",
+                            v.span,
+                            "`atol` needs one entry per state entry",
+                        )
+                        .label(format!("{} entries for {n} state entries", vals.len()))
+                        .hint("give one number, or a list as long as the state"),
                     );
                     return;
                 }
                 if vals.iter().any(|x| !(*x >= 0.0)) {
                     self.error(
-                        Diagnostic::error("E0805", v.span, "`atol` must not be negative").label("a negative tolerance"),
+                        Diagnostic::error("E0805", v.span, "`atol` must not be negative")
+                            .label("a negative tolerance"),
                     );
                     return;
                 }
@@ -135,9 +157,13 @@ impl<'a> Checker<'a> {
                     None => format!("the keys are {}", KEYS.join(", ")),
                 };
                 self.error(
-                    Diagnostic::error("E0807", entry.key.span, format!("unknown solve setting `{other}`"))
-                        .label("not a setting")
-                        .hint(hint),
+                    Diagnostic::error(
+                        "E0807",
+                        entry.key.span,
+                        format!("unknown solve setting `{other}`"),
+                    )
+                    .label("not a setting")
+                    .hint(hint),
                 );
             }
         }

@@ -69,9 +69,15 @@ fn bad_char(source: &str, range: std::ops::Range<usize>) -> Diagnostic {
     if text.starts_with('.') {
         return Diagnostic::error("E0002", span, "a lone `.` is not a token")
             .label("unexpected `.`")
-            .hint("write numbers with digits after the point (`3.0`, not `3.`); ranges are `a..b`");
+            .hint(
+                "write numbers with digits after the point (`3.0`, not `3.`); ranges are `a..b`",
+            );
     }
-    Diagnostic::error("E0001", span, format!("unexpected character `{}`", text.escape_debug()))
-        .label("not part of the language")
-        .hint("names are letters, digits and `_`; see docs/language.md for the operators")
+    Diagnostic::error(
+        "E0001",
+        span,
+        format!("unexpected character `{}`", text.escape_debug()),
+    )
+    .label("not part of the language")
+    .hint("names are letters, digits and `_`; see docs/language.md for the operators")
 }

@@ -54,10 +54,12 @@ fn parse_error(source: &str, e: ParseError<usize, Token<'_>, lexer::LexError>) -
             token: (l, tok, r),
             expected,
         } => unexpected(source, l, &tok, r, &expected),
-        ParseError::ExtraToken { token: (l, tok, r) } => {
-            Diagnostic::error("E0011", Span::new(l, r), format!("unexpected {}", tok.describe()))
-                .label("not expected here")
-        }
+        ParseError::ExtraToken { token: (l, tok, r) } => Diagnostic::error(
+            "E0011",
+            Span::new(l, r),
+            format!("unexpected {}", tok.describe()),
+        )
+        .label("not expected here"),
         ParseError::InvalidToken { location } => {
             Diagnostic::error("E0001", Span::new(location, location + 1), "invalid token")
         }
@@ -67,7 +69,13 @@ fn parse_error(source: &str, e: ParseError<usize, Token<'_>, lexer::LexError>) -
     }
 }
 
-fn unexpected(source: &str, l: usize, tok: &Token<'_>, r: usize, expected: &[String]) -> Diagnostic {
+fn unexpected(
+    source: &str,
+    l: usize,
+    tok: &Token<'_>,
+    r: usize,
+    expected: &[String],
+) -> Diagnostic {
     let span = Span::new(l, r.max(l));
     let exp = describe_expected(expected);
     let (msg, hint) = match tok {

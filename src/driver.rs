@@ -24,6 +24,7 @@ impl Source {
 
     /// Decodes file bytes. Invalid UTF-8 is a diagnostic at the first bad byte; the
     /// returned source then holds a lossy copy so the diagnostic can show the line.
+    #[allow(clippy::result_large_err)] // built once per file; a Box would only add noise
     pub fn from_bytes(
         name: impl Into<String>,
         bytes: &[u8],

@@ -138,6 +138,15 @@ pub fn select(mask: f64, a: f64, b: f64) -> f64 {
     if mask != 0.0 { a } else { b }
 }
 
+/// The sum of a sequence, left to right from its first entry (0 for none). `sum`, `dot`
+/// and each row of a matrix–vector product accumulate in exactly this order.
+pub fn sum(mut xs: impl Iterator<Item = f64>) -> f64 {
+    match xs.next() {
+        None => 0.0,
+        Some(first) => xs.fold(first, |s, x| s + x),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,14 +180,5 @@ mod tests {
         assert_eq!(sigmoid(-1000.0), 0.0);
         assert_eq!(sigmoid(1000.0), 1.0);
         assert!(relu(f64::NAN).is_nan());
-    }
-}
-
-/// The sum of a sequence, left to right from its first entry (0 for none). `sum`, `dot`
-/// and each row of a matrix–vector product accumulate in exactly this order.
-pub fn sum(mut xs: impl Iterator<Item = f64>) -> f64 {
-    match xs.next() {
-        None => 0.0,
-        Some(first) => xs.fold(first, |s, x| s + x),
     }
 }

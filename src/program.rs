@@ -236,16 +236,16 @@ impl Program {
         u0: &[f64],
         opts: &SolveOptions,
     ) -> Result<Solution, SolveError> {
-        if opts.method.is_implicit() {
-            if let Err(e) = self.jacobian() {
-                return Err(SolveError {
-                    t: opts.t0,
-                    reason: runtime::FailReason::InvalidInput(format!(
-                        "cannot compile the Jacobian: {e}"
-                    )),
-                    stats: Default::default(),
-                });
-            }
+        if opts.method.is_implicit()
+            && let Err(e) = self.jacobian()
+        {
+            return Err(SolveError {
+                t: opts.t0,
+                reason: runtime::FailReason::InvalidInput(format!(
+                    "cannot compile the Jacobian: {e}"
+                )),
+                stats: Default::default(),
+            });
         }
         let mut rhs = self.rhs(p);
         runtime::solve_any(&mut rhs, u0, opts)

@@ -171,12 +171,7 @@ fn expected_lines(comment: &str) -> Option<Vec<usize>> {
             loose.extend(nums);
         }
     }
-    for v in [primary, secondary, loose] {
-        if !v.is_empty() {
-            return Some(v);
-        }
-    }
-    None
+    [primary, secondary, loose].into_iter().find(|v| !v.is_empty())
 }
 
 #[test]

@@ -465,8 +465,8 @@ proptest! {
         pipeline(s.as_bytes());
         // Printing the parsed model and compiling that gives the same IR.
         let src = Source::new("m.nde", s.as_str());
-        if let (Ok(module), Ok(model)) = (driver::parse(&src), driver::check(&src)) {
-            if let Ok(l) = driver::lower(&model) {
+        if let (Ok(module), Ok(model)) = (driver::parse(&src), driver::check(&src))
+            && let Ok(l) = driver::lower(&model) {
                 let printed = print::module(&module, Parens::Minimal);
                 let src2 = Source::new("m.nde", printed.as_str());
                 let model2 = driver::check(&src2).map_err(|d| TestCaseError::fail(format!("printed model rejected: {d:?}\n{printed}")))?;
@@ -474,7 +474,6 @@ proptest! {
                 prop_assert_eq!(l.vector_field.to_text(), l2.vector_field.to_text());
                 prop_assert_eq!(l.outputs.to_text(), l2.outputs.to_text());
             }
-        }
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl RandomFn {
                 let f = FUNCS[self.r.below(FUNCS.len())];
                 self.b.push(Node::Unary(f, x))
             }
-            7 | 8 | 9 => {
+            7..=9 => {
                 let a = self.any();
                 let l = self.len(a);
                 let b = if self.r.chance(30) {

@@ -76,7 +76,7 @@ pub enum Command {
     /// Compile a model and print an intermediate form (AST, IR, …).
     Compile(compile::CompileArgs),
     /// Solve a model (or an ensemble) and write its trajectory as CSV.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -96,7 +96,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
     let result = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Compile(a) => compile::run(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
     };
     match result {
         Ok(()) => exit::OK,

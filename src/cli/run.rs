@@ -234,12 +234,12 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
         }
     };
     for (flag, v) in [("--saveat", a.saveat), ("--dt", a.dt), ("--rtol", a.rtol)] {
-        if let Some(x) = v {
-            if !(x > 0.0 && x.is_finite()) {
-                return Err(Failure::usage(format!(
-                    "error: {flag} must be a positive number (got {x})"
-                )));
-            }
+        if let Some(x) = v
+            && !(x > 0.0 && x.is_finite())
+        {
+            return Err(Failure::usage(format!(
+                "error: {flag} must be a positive number (got {x})"
+            )));
         }
     }
     let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);

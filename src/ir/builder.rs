@@ -130,10 +130,10 @@ impl Builder {
                 if let Some(c) = self.konst(x) {
                     return Ok(self.constant(math::apply1(op, c)));
                 }
-                if op == crate::sema::model::Func1::Neg {
-                    if let Node::Unary(crate::sema::model::Func1::Neg, inner) = *self.f.node(x) {
-                        return Ok(inner);
-                    }
+                if op == crate::sema::model::Func1::Neg
+                    && let Node::Unary(crate::sema::model::Func1::Neg, inner) = *self.f.node(x)
+                {
+                    return Ok(inner);
                 }
                 Err(node)
             }
@@ -146,10 +146,10 @@ impl Builder {
                     return Ok(self.constant(v));
                 }
                 // A compile-time integer exponent means binary powering (see `math::pow_const`).
-                if let (Op2::Pow, Some(e)) = (op, self.konst(b)) {
-                    if let (Some(n), true) = (math::as_powi_exponent(e), self.f.len_of(b) == 1) {
-                        return Ok(self.push(Node::PowI(a, n)));
-                    }
+                if let (Op2::Pow, Some(e)) = (op, self.konst(b))
+                    && let (Some(n), true) = (math::as_powi_exponent(e), self.f.len_of(b) == 1)
+                {
+                    return Ok(self.push(Node::PowI(a, n)));
                 }
                 let (la, lb) = (self.f.len_of(a), self.f.len_of(b));
                 let kb = self.konst(b);
@@ -189,7 +189,7 @@ impl Builder {
                 Some(m) if self.f.len_of(a) == self.f.len_of(b) => Ok(if m != 0.0 { a } else { b }),
                 _ => Err(node),
             },
-            Node::Index { v, k } => self.simplify_index(v, k).map_or(Err(node), Ok),
+            Node::Index { v, k } => self.simplify_index(v, k).ok_or(node),
             Node::Gather {
                 v,
                 start,

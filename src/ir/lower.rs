@@ -182,10 +182,10 @@ pub fn lower(m: &Model) -> Result<Lowered, LowerError> {
 fn collect_lags(m: &Model) -> Vec<TExpr> {
     let mut lags: Vec<TExpr> = Vec::new();
     let mut f = |e: &TExpr| {
-        if let TKind::Delayed { lag, .. } = &e.kind {
-            if !lags.iter().any(|l| same_expr(l, lag)) {
-                lags.push((**lag).clone());
-            }
+        if let TKind::Delayed { lag, .. } = &e.kind
+            && !lags.iter().any(|l| same_expr(l, lag))
+        {
+            lags.push((**lag).clone());
         }
     };
     for &id in &m.let_order {

@@ -57,21 +57,19 @@ pub fn validate(f: &Function) -> Result<(), String> {
                 return here("operand lengths do not broadcast".into());
             }
             Node::Dot(a, b) if l(a) != l(b) => return here("dot of unequal lengths".into()),
-            Node::MatVec { m, x, rows, cols } => {
-                if l(m) != (*rows * *cols) as usize
+            Node::MatVec { m, x, rows, cols }
+                if (l(m) != (*rows * *cols) as usize
                     || l(x) != *cols as usize
-                    || len != *rows as usize
-                {
-                    return here("matvec shape mismatch".into());
-                }
+                    || len != *rows as usize) =>
+            {
+                return here("matvec shape mismatch".into());
             }
-            Node::MatTVec { m, y, rows, cols } => {
-                if l(m) != (*rows * *cols) as usize
+            Node::MatTVec { m, y, rows, cols }
+                if (l(m) != (*rows * *cols) as usize
                     || l(y) != *rows as usize
-                    || len != *cols as usize
-                {
-                    return here("mattvec shape mismatch".into());
-                }
+                    || len != *cols as usize) =>
+            {
+                return here("mattvec shape mismatch".into());
             }
             Node::Outer(a, b) if len != l(a) * l(b) => return here("outer length mismatch".into()),
             _ => {}

@@ -149,10 +149,10 @@ impl<'a> Checker<'a> {
     }
 
     fn type_name(&mut self, n: &str, span: Span, ctx: &Ctx) -> Typed {
-        if let Some(idx) = &ctx.index {
-            if idx.name == n {
-                return Some(mk(TKind::IndexVar, Shape::Scalar, span));
-            }
+        if let Some(idx) = &ctx.index
+            && idx.name == n
+        {
+            return Some(mk(TKind::IndexVar, Shape::Scalar, span));
         }
         if n == "t" {
             if !ctx.allow.time {
@@ -328,7 +328,7 @@ impl<'a> Checker<'a> {
                 Shape::Vector(r),
                 span,
             )),
-            (Shape::Matrix(r, c), Shape::Scalar) if c == 1 => Some(mk(
+            (Shape::Matrix(r, 1), Shape::Scalar) => Some(mk(
                 TKind::MatVec(Box::new(m), Box::new(x)),
                 Shape::Vector(r),
                 span,
@@ -433,18 +433,18 @@ impl<'a> Checker<'a> {
     }
 
     fn type_prime(&mut self, x: &ast::Expr, span: Span, ctx: &Ctx) -> Typed {
-        if let ExprKind::Name(n) = &x.kind {
-            if let Some((Symbol::Input(id), _)) = self.symbols.get(n).copied() {
-                if !ctx.allow.inputs {
-                    return self.not_allowed(span, &format!("input `{n}`"), ctx);
-                }
-                let shape = self
-                    .inputs
-                    .get(id)?
-                    .len
-                    .map_or(Shape::Scalar, Shape::Vector);
-                return Some(mk(TKind::InputDeriv(id), shape, span));
+        if let ExprKind::Name(n) = &x.kind
+            && let Some((Symbol::Input(id), _)) = self.symbols.get(n).copied()
+        {
+            if !ctx.allow.inputs {
+                return self.not_allowed(span, &format!("input `{n}`"), ctx);
             }
+            let shape = self
+                .inputs
+                .get(id)?
+                .len
+                .map_or(Shape::Scalar, Shape::Vector);
+            return Some(mk(TKind::InputDeriv(id), shape, span));
         }
         self.error(
             Diagnostic::error("E0334", span, "a derivative on the right side")

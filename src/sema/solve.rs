@@ -107,7 +107,7 @@ impl<'a> Checker<'a> {
                 let Some(x) = self.const_scalar(v, &ctx) else {
                     return;
                 };
-                if !(x > 0.0) {
+                if x.is_nan() || x <= 0.0 {
                     self.error(
                         Diagnostic::error(
                             "E0805",
@@ -142,7 +142,7 @@ impl<'a> Checker<'a> {
                     );
                     return;
                 }
-                if vals.iter().any(|x| !(*x >= 0.0)) {
+                if vals.iter().any(|x| x.is_nan() || *x < 0.0) {
                     self.error(
                         Diagnostic::error("E0805", v.span, "`atol` must not be negative")
                             .label("a negative tolerance"),

@@ -24,8 +24,8 @@ pub type Spanned<'s> = (usize, Token<'s>, usize);
 pub fn tokens<'s>(source: &'s str, diags: &mut Vec<Diagnostic>) -> Vec<Spanned<'s>> {
     let mut out: Vec<Spanned<'s>> = Vec::new();
     let mut depth: usize = 0;
-    let mut lex = Token::lexer(source).spanned();
-    while let Some((tok, range)) = lex.next() {
+    let lex = Token::lexer(source).spanned();
+    for (tok, range) in lex {
         let tok = match tok {
             Ok(t) => t,
             Err(()) => {

@@ -171,7 +171,9 @@ fn expected_lines(comment: &str) -> Option<Vec<usize>> {
             loose.extend(nums);
         }
     }
-    [primary, secondary, loose].into_iter().find(|v| !v.is_empty())
+    [primary, secondary, loose]
+        .into_iter()
+        .find(|v| !v.is_empty())
 }
 
 #[test]

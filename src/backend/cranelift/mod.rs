@@ -179,6 +179,9 @@ fn new_module() -> Result<JITModule, JitError> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(cl_err)?;
     flags.set("is_pic", "false").map_err(cl_err)?;
+    // The IR verifier guards codegen in debug builds and tests; release builds skip its cost.
+    let verify = if cfg!(debug_assertions) { "true" } else { "false" };
+    flags.set("enable_verifier", verify).map_err(cl_err)?;
     flags
         .set("use_colocated_libcalls", "false")
         .map_err(cl_err)?;

@@ -180,7 +180,11 @@ fn new_module() -> Result<JITModule, JitError> {
     flags.set("opt_level", "speed").map_err(cl_err)?;
     flags.set("is_pic", "false").map_err(cl_err)?;
     // The IR verifier guards codegen in debug builds and tests; release builds skip its cost.
-    let verify = if cfg!(debug_assertions) { "true" } else { "false" };
+    let verify = if cfg!(debug_assertions) {
+        "true"
+    } else {
+        "false"
+    };
     flags.set("enable_verifier", verify).map_err(cl_err)?;
     flags
         .set("use_colocated_libcalls", "false")

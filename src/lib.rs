@@ -21,3 +21,4 @@ pub mod runtime;
 pub mod sema;
 pub mod span;
 pub mod syntax;
+pub mod train;

@@ -8,6 +8,7 @@
 mod check;
 mod compile;
 mod run;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -77,6 +78,8 @@ pub enum Command {
     Compile(compile::CompileArgs),
     /// Solve a model (or an ensemble) and write its trajectory as CSV.
     Run(Box<run::RunArgs>),
+    /// Fit params to data by gradient descent through the solver.
+    Train(Box<train::TrainArgs>),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -97,6 +100,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
         Command::Check(a) => check::run(a),
         Command::Compile(a) => compile::run(a),
         Command::Run(a) => run::run(*a),
+        Command::Train(a) => train::run(*a),
     };
     match result {
         Ok(()) => exit::OK,

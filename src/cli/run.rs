@@ -183,7 +183,7 @@ pub fn run(a: RunArgs) -> CliResult {
     Ok(())
 }
 
-fn compile_failure(src: &crate::driver::Source, e: CompileError) -> Failure {
+pub(super) fn compile_failure(src: &crate::driver::Source, e: CompileError) -> Failure {
     match e {
         CompileError::Model(d) => diagnostics_failure(src, &d),
         CompileError::Unsupported(e) => super::compile::lower_failure(src, e),

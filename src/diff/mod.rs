@@ -193,3 +193,65 @@ pub fn jacobian_sparse(f: &Function, wrt: &str) -> Option<SparseJacobian> {
         gather,
     })
 }
+
+/// The forward-sensitivity system of a vector field `f(t, u, p)` for all `np` params:
+/// a function of `(t, U, p)` with `U = [u, S_0, …, S_{np-1}]` (each S_k = ∂u/∂p_k, length
+/// n) returning `[f, J_u S_0 + ∂f/∂p_0, …]`. One forward sweep per param, so it suits
+/// models with few params; the ∂f/∂p_k seeds are constant unit vectors, so only the
+/// terms that really depend on p_k are emitted.
+pub fn forward_sensitivity_system(f: &Function) -> Function {
+    let u_arg = f.arg_index("u").expect("a vector field has u");
+    let p_arg = f.arg_index("p").expect("a vector field has p");
+    let n = f.args[u_arg].len;
+    let np = f.args[p_arg].len;
+    let mut b = Builder::new(format!("{}_forward_sensitivity", f.name));
+    let mut arg_nodes = Vec::with_capacity(f.args.len());
+    let mut big_u = None;
+    for (k, a) in f.args.iter().enumerate() {
+        if k == u_arg {
+            let whole = b.arg("U", n * (1 + np));
+            big_u = Some(whole);
+            arg_nodes.push(b.push(Node::Gather {
+                v: whole,
+                start: 0,
+                stride: 1,
+                len: n as u32,
+            }));
+        } else {
+            arg_nodes.push(b.arg(&a.name, a.len));
+        }
+    }
+    let big_u = big_u.expect("u was seen");
+    let mut primal: Vec<NodeId> = Vec::with_capacity(f.nodes.len());
+    for node in &f.nodes {
+        let id = match node {
+            Node::Arg(k) => arg_nodes[*k as usize],
+            other => b.push(other.map_children(|c| primal[c.index()])),
+        };
+        primal.push(id);
+    }
+    let out_id = f.outputs[0].1;
+    let mut pieces = vec![primal[out_id.index()]];
+    for k in 0..np {
+        let s_k = b.push(Node::Gather {
+            v: big_u,
+            start: (n * (1 + k)) as u32,
+            stride: 1,
+            len: n as u32,
+        });
+        let e_k = unit(&mut b, np, k);
+        let tangents = forward::sweep(f, &mut b, &primal, &|a, _| {
+            if a == u_arg {
+                Some(s_k)
+            } else if a == p_arg {
+                Some(e_k)
+            } else {
+                None
+            }
+        });
+        pieces.push(rules::or_zero(&mut b, tangents[out_id.index()], n));
+    }
+    let out = b.push(Node::Concat(pieces));
+    b.output("dU", out);
+    crate::opt::dce(&b.finish())
+}

@@ -126,6 +126,18 @@ pub fn read_model(path: &Path) -> Result<Source, Failure> {
         .map_err(|(src, d)| diagnostics_failure(&src, &[d]))
 }
 
+/// Applies a params file to `p`; a missing or malformed file is a usage error naming it.
+pub fn apply_params_file(path: &Path, layout: &crate::ir::ParamLayout, p: &mut [f64]) -> CliResult {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "error: cannot read params file `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    crate::params::apply_json(&text, layout, p)
+        .map_err(|e| Failure::usage(format!("error: params file `{}`: {e}", path.display())))
+}
+
 /// Renders diagnostics into a model-error failure.
 pub fn diagnostics_failure(src: &Source, diags: &[Diagnostic]) -> Failure {
     let errors = diags.iter().filter(|d| d.is_error()).count();

@@ -283,14 +283,7 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
 
     let mut base_p = prog.default_params();
     if let Some(path) = &a.params_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure::usage(format!(
-                "error: cannot read params file `{}`: {e}",
-                path.display()
-            ))
-        })?;
-        crate::params::apply_json(&text, &prog.layout, &mut base_p)
-            .map_err(|e| Failure::usage(format!("error: params file `{}`: {e}", path.display())))?;
+        super::apply_params_file(path, &prog.layout, &mut base_p)?;
     }
     for set in &a.params_set {
         let (name, value) = set.split_once('=').ok_or_else(|| {

@@ -127,14 +127,7 @@ pub fn run(a: TrainArgs) -> CliResult {
 
     let mut p = prog.default_params();
     if let Some(path) = &a.params_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure::usage(format!(
-                "error: cannot read params file `{}`: {e}",
-                path.display()
-            ))
-        })?;
-        crate::params::apply_json(&text, &prog.layout, &mut p)
-            .map_err(|e| Failure::usage(format!("error: params file `{}`: {e}", path.display())))?;
+        super::apply_params_file(path, &prog.layout, &mut p)?;
     }
     let kernels = SensitivityKernels::compile(&prog).map_err(|e| {
         Failure::unavailable(format!("error: cannot compile the sensitivity system: {e}"))

@@ -1,8 +1,7 @@
 //! Forward mode: propagate tangents through a function, front to back.
 
-use super::rules::{self, add, fit, mul, nonzero};
+use super::rules::{self, add, fit, nonzero};
 use crate::ir::{Builder, Function, Node, NodeId};
-use crate::sema::model::Op2;
 
 /// The tangent of every node of `f` (`None`: structurally zero), given the tangent of each
 /// argument (`seed(arg_index, builder)`). `primal` maps `f`'s nodes into `b`.
@@ -120,6 +119,5 @@ pub fn sweep(
         let d = d.and_then(|d| nonzero(b, d)).map(|d| fit(b, d, len));
         tan.push(d);
     }
-    let _ = (mul, Op2::Add);
     tan
 }

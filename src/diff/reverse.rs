@@ -6,7 +6,6 @@
 
 use super::rules::{self, fit, mul, nonzero};
 use crate::ir::{Builder, Function, Node, NodeId};
-use crate::sema::model::Func1;
 
 /// A contribution placed at `start, start+stride, …` of a vector.
 #[derive(Clone, Copy)]
@@ -176,7 +175,6 @@ pub fn sweep(
             }
         }
     }
-    let _ = Func1::Neg;
     grads
 }
 

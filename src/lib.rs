@@ -19,6 +19,7 @@ pub mod program;
 pub mod rng;
 pub mod runtime;
 pub mod sema;
+pub mod sensitivity;
 pub mod span;
 pub mod syntax;
 pub mod train;

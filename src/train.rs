@@ -1,16 +1,15 @@
-//! Fitting params to data: the MSE loss at observation times, its gradient by forward
-//! sensitivities, and the Adam optimiser.
+//! Fitting params to data: observations, the MSE loss at observation times, and the
+//! optimisers. Gradients come from `sensitivity`.
 //!
 //! The loss is exactly the mean, over every non-empty data cell, of (prediction − value)².
 //! Predictions at data times come from the solver's dense output (the solver does not step
-//! onto each data time). The gradient differentiates the continuous problem: the solver
-//! integrates u and its sensitivities S_k = ∂u/∂p_k together (`diff::forward_sensitivity_system`)
-//! with S(t0) = ∂u0/∂p, under the same error control.
+//! onto each data time).
 
-use crate::backend::Kernel;
 use crate::program::Program;
-use crate::runtime::{self, OdeRhs, SaveAt, SolveError, SolveOptions, Stats};
-use std::sync::Arc;
+use crate::runtime::{SaveAt, SolveError, SolveOptions};
+use crate::sensitivity::{
+    self, AdjointOptions, Gradient, GradientError, Kernels, RowLoss, Sensitivity,
+};
 
 /// Observations: rows at `times` (sorted ascending), one column per observed state entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,56 +88,47 @@ pub fn parse_data(text: &str, state_names: &[String]) -> Result<Data, String> {
     })
 }
 
-/// The kernels forward sensitivities need: the augmented vector field and ∂u0/∂p.
-pub struct SensitivityKernels {
-    pub system: Arc<dyn Kernel>,
-    /// Column-major n × np.
-    pub initial_jacobian: Arc<dyn Kernel>,
+/// The mean squared error of a solution saved at the distinct data times (see
+/// [`solve_options`]) against the data.
+pub struct Mse<'a> {
+    pub data: &'a Data,
 }
 
-impl SensitivityKernels {
-    pub fn compile(prog: &Program) -> Result<SensitivityKernels, String> {
-        let sys = crate::diff::forward_sensitivity_system(&prog.ir.vector_field);
-        let init = crate::diff::jacobian_dense(&prog.ir.initial, "p", false);
-        let ks =
-            crate::backend::cranelift::compile_all(&[&sys, &init]).map_err(|e| e.to_string())?;
-        let mut ks = ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>);
-        Ok(SensitivityKernels {
-            system: ks.next().ok_or("missing kernel")?,
-            initial_jacobian: ks.next().ok_or("missing kernel")?,
-        })
+impl Mse<'_> {
+    /// The solution row of each data row (both ascending in time; the solution holds every
+    /// distinct data time).
+    fn rows(&self, sol_t: &[f64]) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.data.times.len());
+        let mut r = 0;
+        for &t in &self.data.times {
+            while sol_t[r] != t {
+                r += 1;
+            }
+            out.push(r);
+        }
+        out
     }
 }
 
-/// A kernel `(t, U, p) -> dU` as a vector field.
-struct KernelRhs<'a> {
-    kernel: &'a dyn Kernel,
-    p: &'a [f64],
-    t: [f64; 1],
-    scratch: Vec<f64>,
-    dim: usize,
-}
-
-impl OdeRhs for KernelRhs<'_> {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]) {
-        self.t[0] = t;
-        self.kernel
-            .call(&[&self.t, u, self.p], &mut [du], &mut self.scratch);
+impl RowLoss for Mse<'_> {
+    fn eval(&self, t: &[f64], u: &[f64], dim: usize, grad: &mut [f64]) -> f64 {
+        let count = self.data.count().max(1) as f64;
+        let mut loss = 0.0;
+        for (d, r) in self.rows(t).into_iter().enumerate() {
+            for (c, (i, _)) in self.data.columns.iter().enumerate() {
+                if let Some(v) = self.data.values[d][c] {
+                    let resid = u[r * dim + i] - v;
+                    loss += resid * resid;
+                    grad[r * dim + i] += 2.0 * resid / count;
+                }
+            }
+        }
+        loss / count
     }
 }
 
-/// The loss, its gradient with respect to every entry of `p`, and the solver's work.
-#[derive(Clone, Debug)]
-pub struct LossGrad {
-    pub loss: f64,
-    pub grad: Vec<f64>,
-    pub stats: Stats,
-}
-
-fn solve_opts(base: &SolveOptions, data: &Data, dim: usize) -> SolveOptions {
+/// `base` set up to save at the distinct data times (from t0 on) and to end at the last.
+pub fn solve_options(base: &SolveOptions, data: &Data) -> SolveOptions {
     let mut opts = base.clone();
     let mut ts: Vec<f64> = data
         .times
@@ -149,70 +139,20 @@ fn solve_opts(base: &SolveOptions, data: &Data, dim: usize) -> SolveOptions {
     ts.dedup();
     opts.t1 = *data.times.last().unwrap_or(&opts.t1);
     opts.saveat = SaveAt::Times(ts);
-    if opts.atol.len() > 1 && opts.atol.len() != dim {
-        let per = opts.atol.clone();
-        opts.atol = (0..dim).map(|i| per[i % per.len()]).collect();
-    }
     opts
 }
 
-/// The row of the solution that holds time `t` (save times are the distinct data times).
-fn row_of(sol_t: &[f64], t: f64) -> usize {
-    sol_t
-        .iter()
-        .position(|s| *s == t)
-        .expect("every data time is a save time")
-}
-
-/// The MSE loss and its gradient at params `p`, by forward sensitivities.
+/// The MSE loss at `p` and its gradient by `method`.
 pub fn loss_and_gradient(
-    prog: &Program,
-    kernels: &SensitivityKernels,
+    kernels: &Kernels,
+    method: Sensitivity,
     p: &[f64],
     data: &Data,
     base: &SolveOptions,
-) -> Result<LossGrad, SolveError> {
-    let n = prog.dim();
-    let np = p.len();
-    let dim = n * (1 + np);
-    let u0 = prog.initial_state(p);
-    let mut big = vec![0.0; dim];
-    big[..n].copy_from_slice(&u0);
-    let mut s0 = vec![0.0; n * np];
-    kernels
-        .initial_jacobian
-        .call(&[p], &mut [&mut s0], &mut Vec::new());
-    big[n..].copy_from_slice(&s0);
-    let opts = solve_opts(base, data, dim);
-    let mut rhs = KernelRhs {
-        kernel: kernels.system.as_ref(),
-        p,
-        t: [0.0],
-        scratch: Vec::new(),
-        dim,
-    };
-    let sol = runtime::solve_with(&mut rhs, &big, &opts)?;
-    let count = data.count().max(1) as f64;
-    let mut loss = 0.0;
-    let mut grad = vec![0.0; np];
-    for (r, &t) in data.times.iter().enumerate() {
-        let row = sol.row(row_of(&sol.t, t));
-        for (c, (i, _)) in data.columns.iter().enumerate() {
-            if let Some(v) = data.values[r][c] {
-                let resid = row[*i] - v;
-                loss += resid * resid;
-                for (k, g) in grad.iter_mut().enumerate() {
-                    *g += 2.0 * resid * row[n * (1 + k) + i];
-                }
-            }
-        }
-    }
-    grad.iter_mut().for_each(|g| *g /= count);
-    Ok(LossGrad {
-        loss: loss / count,
-        grad,
-        stats: sol.stats,
-    })
+    adjoint: AdjointOptions,
+) -> Result<Gradient, GradientError> {
+    let opts = solve_options(base, data);
+    sensitivity::gradient(kernels, method, p, &opts, &Mse { data }, adjoint)
 }
 
 /// The MSE loss alone (one plain solve).
@@ -222,20 +162,11 @@ pub fn loss(
     data: &Data,
     base: &SolveOptions,
 ) -> Result<f64, SolveError> {
-    let n = prog.dim();
-    let opts = solve_opts(base, data, n);
+    let opts = solve_options(base, data);
     let u0 = prog.initial_state(p);
     let sol = prog.solve(p, &u0, &opts)?;
-    let mut loss = 0.0;
-    for (r, &t) in data.times.iter().enumerate() {
-        let row = sol.row(row_of(&sol.t, t));
-        for (c, (i, _)) in data.columns.iter().enumerate() {
-            if let Some(v) = data.values[r][c] {
-                loss += (row[*i] - v).powi(2);
-            }
-        }
-    }
-    Ok(loss / data.count().max(1) as f64)
+    let mut scratch = vec![0.0; sol.u.len()];
+    Ok(Mse { data }.eval(&sol.t, &sol.u, prog.dim(), &mut scratch))
 }
 
 /// Adam (Kingma & Ba 2015) with bias correction.

@@ -1,59 +1,108 @@
-//! Gradients of the MSE loss by forward sensitivities against central differences of the
-//! loss itself (tight tolerances), on Lotka–Volterra, a model whose initial state depends
-//! on a param, and a UDE with an MLP; and a short Adam fit that recovers a decay rate.
+//! Gradients of the MSE loss: every sensitivity method against central differences of the
+//! loss itself (tight tolerances) and against each other — the discrete adjoint against
+//! forward sensitivities taken with the same steps to ~1e-10, checkpointed against stored
+//! — on Lotka–Volterra, a model whose initial state depends on a param, a UDE with an MLP
+//! and a stiff model; and a short Adam fit that recovers a decay rate.
 
 use ndec::driver::Source;
 use ndec::program::{Backend, Program};
 use ndec::runtime::{Method, SolveOptions};
-use ndec::train::{self, Adam, SensitivityKernels};
+use ndec::sensitivity::{AdjointOptions, Gradient, Kernels, Sensitivity};
+use ndec::train::{self, Adam};
 
 fn setup(text: &str, data: &str) -> (Program, train::Data, SolveOptions) {
     let prog = Program::compile(&Source::new("m.nde", text), Backend::Jit).unwrap();
     let data = train::parse_data(data, &prog.model.state_names()).unwrap();
-    let mut opts = SolveOptions::new(Method::Vern7, 0.0, 0.0);
+    let mut opts = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
     opts.rtol = 1e-12;
     opts.atol = vec![1e-12];
     (prog, data, opts)
 }
 
-fn check_gradient(text: &str, data: &str) {
+fn grad(
+    kernels: &Kernels,
+    m: Sensitivity,
+    p: &[f64],
+    data: &train::Data,
+    opts: &SolveOptions,
+    adjoint: AdjointOptions,
+) -> Gradient {
+    train::loss_and_gradient(kernels, m, p, data, opts, adjoint)
+        .unwrap_or_else(|e| panic!("{}: {e}", m.name()))
+}
+
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+fn central_differences(
+    prog: &Program,
+    p: &[f64],
+    data: &train::Data,
+    opts: &SolveOptions,
+) -> Vec<f64> {
+    (0..p.len())
+        .map(|k| {
+            let h = 1e-5 * p[k].abs().max(1e-2);
+            let (mut pp, mut pm) = (p.to_vec(), p.to_vec());
+            pp[k] += h;
+            pm[k] -= h;
+            (train::loss(prog, &pp, data, opts).unwrap()
+                - train::loss(prog, &pm, data, opts).unwrap())
+                / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Every method agrees with central differences to 1e-6 (componentwise, relative to the
+/// larger of the two or 1e-8), and the discrete adjoint with forward sensitivities to 1e-10.
+fn check_all_methods(text: &str, data: &str) {
     let (prog, data, opts) = setup(text, data);
-    let kernels = SensitivityKernels::compile(&prog).unwrap();
+    let kernels = Kernels::new(&prog);
     let p = prog.default_params();
-    let lg = train::loss_and_gradient(&prog, &kernels, &p, &data, &opts).unwrap();
+    let fd = central_differences(&prog, &p, &data, &opts);
     let l0 = train::loss(&prog, &p, &data, &opts).unwrap();
-    assert!(
-        (lg.loss - l0).abs() <= 1e-9 * l0.abs().max(1e-12),
-        "loss {l0} vs {}",
-        lg.loss
-    );
-    for k in 0..p.len() {
-        let h = 1e-5 * p[k].abs().max(1e-2);
-        let (mut pp, mut pm) = (p.clone(), p.clone());
-        pp[k] += h;
-        pm[k] -= h;
-        let fd = (train::loss(&prog, &pp, &data, &opts).unwrap()
-            - train::loss(&prog, &pm, &data, &opts).unwrap())
-            / (2.0 * h);
-        let g = lg.grad[k];
-        let scale = g.abs().max(fd.abs()).max(1e-8);
+    let adj = AdjointOptions::default();
+    let mut by_method = Vec::new();
+    for m in Sensitivity::ALL {
+        let g = grad(&kernels, m, &p, &data, &opts, adj);
         assert!(
-            (g - fd).abs() / scale < 1e-6,
-            "param {k}: sensitivity {g} vs central difference {fd}"
+            (g.loss - l0).abs() <= 1e-9 * l0.abs().max(1e-12),
+            "{}: loss {l0} vs {}",
+            m.name(),
+            g.loss
         );
+        for k in 0..p.len() {
+            let scale = g.grad[k].abs().max(fd[k].abs()).max(1e-8);
+            assert!(
+                (g.grad[k] - fd[k]).abs() / scale < 1e-6,
+                "{}: param {k}: {} vs central difference {}",
+                m.name(),
+                g.grad[k],
+                fd[k]
+            );
+        }
+        by_method.push(g.grad);
     }
+    let (forward, discrete) = (&by_method[0], &by_method[1]);
+    let d = rel(discrete, forward);
+    assert!(d < 1e-10, "discrete vs forward: {d:e}");
 }
 
 const LV: &str = "param a = 1.5, b = 1.0, c = 3.0, d = 1.0\nstate x = 1.0\nstate y = 1.0\nx' = a*x - b*x*y\ny' = c*x*y - d*y\n";
 
 #[test]
-fn lotka_volterra_gradient_matches_central_differences() {
-    check_gradient(LV, "t,x,y\n0.5,0.9,1.1\n1.0,,1.3\n2.5,1.7,0.2\n");
+fn lotka_volterra_every_method_agrees() {
+    check_all_methods(LV, "t,x,y\n0.5,0.9,1.1\n1.0,,1.3\n2.5,1.7,0.2\n");
 }
 
 #[test]
 fn a_param_in_the_initial_state_gets_its_sensitivity() {
-    check_gradient(
+    check_all_methods(
         "param x0 = 0.7, k = 0.4\nstate x = x0\nstate y = 2*x0\nx' = -k*x + sin(y)\ny' = -y*x\n",
         "t,x,y\n0.0,0.6,\n1.0,0.5,0.8\n3.0,0.2,0.1\n",
     );
@@ -61,10 +110,125 @@ fn a_param_in_the_initial_state_gets_its_sensitivity() {
 
 #[test]
 fn a_universal_de_with_an_mlp_gets_exact_weight_gradients() {
-    check_gradient(
+    check_all_methods(
         "param a = 1.3\nnet nn = mlp(2 -> 4 -> 2, tanh, init = glorot(seed = 3))\nstate x = 0.5\nstate y = 1.2\nlet z = nn([x, y])\nx' = a*x - x*y + z[0]\ny' = x*y - y + z[1]\n",
         "t,x,y\n0.5,0.6,1.0\n1.0,0.8,0.9\n",
     );
+}
+
+/// Loose tolerances, many save points between steps: the discrete adjoint is the exact
+/// derivative of what was computed (dense output included), so it still matches forward
+/// sensitivities taken with the same steps to rounding, for every explicit method and
+/// with checkpoints.
+#[test]
+fn discrete_adjoint_is_the_derivative_of_the_computed_solution() {
+    let rows: String = (1..=40)
+        .map(|i| format!("{},{},{}\n", i as f64 * 0.1, 1.0 + 0.01 * i as f64, 0.9))
+        .collect();
+    let (prog, data, mut opts) = setup(
+        "param a = 1.5, b = 1.0, c = 3.0, d = 1.0\nnet nn = mlp(2 -> 3 -> 2, tanh, init = glorot(seed = 1))\nstate x = 1.0\nstate y = 1.0\nlet z = nn([x, y])\nx' = a*x - b*x*y + z[0]\ny' = c*x*y - d*y + z[1]\n",
+        &format!("t,x,y\n{rows}"),
+    );
+    let kernels = Kernels::new(&prog);
+    let p = prog.default_params();
+    opts.rtol = 1e-4;
+    opts.atol = vec![1e-6];
+    for (method, dt) in [
+        (Method::Tsit5, None),
+        (Method::Dopri5, None),
+        (Method::Bosh3, None),
+        (Method::Rk4, Some(0.07)),
+        (Method::Euler, Some(0.01)),
+    ] {
+        opts.method = method;
+        opts.dt = dt;
+        let all = AdjointOptions::default();
+        let f = grad(&kernels, Sensitivity::Forward, &p, &data, &opts, all);
+        let d = grad(&kernels, Sensitivity::Discrete, &p, &data, &opts, all);
+        let e = rel(&d.grad, &f.grad);
+        assert!(e < 1e-10, "{method}: discrete vs forward {e:e}");
+        assert_eq!(
+            d.stats.accepted, f.stats.accepted,
+            "{method}: the same steps"
+        );
+        for k in [1, 3, 1000] {
+            let c = AdjointOptions {
+                checkpoints: Some(k),
+                ..all
+            };
+            let dc = grad(&kernels, Sensitivity::Discrete, &p, &data, &opts, c);
+            let e = rel(&dc.grad, &d.grad);
+            assert!(e < 1e-13, "{method}: {k} checkpoints vs all {e:e}");
+        }
+    }
+}
+
+/// The continuous adjoints approximate the continuous gradient: their distance to the
+/// discrete one shrinks with the tolerance, and the seminorm changes the work, not the
+/// answer.
+#[test]
+fn continuous_adjoints_converge_to_the_discrete_gradient() {
+    let (prog, data, mut opts) = setup(LV, "t,x,y\n0.5,0.9,1.1\n1.0,,1.3\n2.5,1.7,0.2\n");
+    let kernels = Kernels::new(&prog);
+    let p = prog.default_params();
+    let adj = AdjointOptions::default();
+    for m in [
+        Sensitivity::Backsolve,
+        Sensitivity::Interpolating,
+        Sensitivity::Quadrature,
+    ] {
+        let mut errs = Vec::new();
+        for tol in [1e-5, 1e-8, 1e-11] {
+            opts.rtol = tol;
+            opts.atol = vec![tol];
+            let d = grad(&kernels, Sensitivity::Discrete, &p, &data, &opts, adj);
+            let c = grad(&kernels, m, &p, &data, &opts, adj);
+            errs.push(rel(&c.grad, &d.grad));
+        }
+        assert!(
+            errs[2] < 1e-8 && errs[2] < errs[0] * 1e-3,
+            "{}: {errs:?}",
+            m.name()
+        );
+    }
+}
+
+/// The seminorm leaves the parameter integral out of the backward error norm: on a model
+/// with many weights that integral dominates the full norm, so the seminorm takes fewer
+/// backward steps for the same gradient.
+#[test]
+fn the_seminorm_saves_backward_steps_on_a_neural_model() {
+    let (prog, data, mut opts) = setup(
+        "net nn = mlp(2 -> 16 -> 2, tanh, init = glorot(seed = 5))\nstate u[2] = [2, 0]\nu' = nn(u^3)\n",
+        "t,u[0],u[1]\n1,1.5,0.5\n2,0.5,1.0\n3,-0.5,1.0\n",
+    );
+    opts.rtol = 1e-7;
+    opts.atol = vec![1e-9];
+    let kernels = Kernels::new(&prog);
+    let p = prog.default_params();
+    let semi = AdjointOptions::default();
+    let full = AdjointOptions {
+        seminorm: false,
+        ..semi
+    };
+    for m in [Sensitivity::Backsolve, Sensitivity::Interpolating] {
+        let a = grad(&kernels, m, &p, &data, &opts, semi);
+        let b = grad(&kernels, m, &p, &data, &opts, full);
+        assert!(rel(&a.grad, &b.grad) < 1e-5, "{}", m.name());
+        eprintln!(
+            "{}: seminorm {} steps, full {}",
+            m.name(),
+            a.stats.accepted,
+            b.stats.accepted
+        );
+        assert!(
+            a.stats.accepted < b.stats.accepted,
+            "{}: seminorm {} steps vs full norm {}",
+            m.name(),
+            a.stats.accepted,
+            b.stats.accepted
+        );
+    }
 }
 
 #[test]
@@ -80,15 +244,21 @@ fn adam_recovers_a_decay_rate() {
         "param k = 0.3\nstate x = 2\nx' = -k*x\n",
         &format!("t,x\n{rows}"),
     );
-    opts.method = Method::Tsit5;
     opts.rtol = 1e-8;
     opts.atol = vec![1e-10];
-    let kernels = SensitivityKernels::compile(&prog).unwrap();
+    let kernels = Kernels::new(&prog);
     let mut p = prog.default_params();
     let mut adam = Adam::new(0.05, p.len());
     let first = train::loss(&prog, &p, &data, &opts).unwrap();
     for _ in 0..300 {
-        let g = train::loss_and_gradient(&prog, &kernels, &p, &data, &opts).unwrap();
+        let g = grad(
+            &kernels,
+            Sensitivity::Discrete,
+            &p,
+            &data,
+            &opts,
+            AdjointOptions::default(),
+        );
         adam.update(&mut p, &g.grad);
     }
     let last = train::loss(&prog, &p, &data, &opts).unwrap();

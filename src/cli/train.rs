@@ -3,7 +3,8 @@
 use super::{CliResult, Failure, exit, read_model};
 use crate::program::{Backend, Program};
 use crate::runtime::{Method, SolveOptions};
-use crate::train::{self, Adam, SensitivityKernels};
+use crate::sensitivity::{AdjointOptions, GradientError, Kernels, Sensitivity};
+use crate::train::{self, Adam};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -26,9 +27,20 @@ pub struct TrainArgs {
     /// Optimiser iterations (0: just evaluate the loss and gradient).
     #[arg(long, default_value_t = 100)]
     pub iters: usize,
-    /// Gradient method: auto or forward (the adjoints are not available yet).
+    /// Gradient method: forward, discrete, backsolve, interpolating, quadrature or auto.
     #[arg(long, default_value = "auto")]
     pub sensitivity: String,
+    /// discrete: keep at most this many solver states (recomputing the rest backward);
+    /// default: keep every step.
+    #[arg(long, value_name = "K")]
+    pub checkpoints: Option<usize>,
+    /// Continuous adjoints: put the parameter integral into the error norm too (the
+    /// default leaves it out: the seminorm of Kidger et al. 2021).
+    #[arg(long)]
+    pub no_seminorm: bool,
+    /// Evaluate the loss and gradient K times at the starting params (timing; see --stats).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    pub repeat: usize,
     /// Start from these params (JSON params file).
     #[arg(long = "params", value_name = "FILE.json")]
     pub params_file: Option<PathBuf>,
@@ -51,6 +63,9 @@ pub struct TrainArgs {
     pub rtol: Option<f64>,
     #[arg(long)]
     pub atol: Option<f64>,
+    /// Step size: required by fixed-step methods, the first step of adaptive ones.
+    #[arg(long)]
+    pub dt: Option<f64>,
     /// Print a JSON line with iters, final_loss, compile_ms, first_gradient_ms, grad_ms_median.
     #[arg(long)]
     pub stats: bool,
@@ -80,19 +95,16 @@ pub fn run(a: TrainArgs) -> CliResult {
             )));
         }
     }
-    match a.sensitivity.as_str() {
-        "auto" | "forward" => {}
-        "discrete" | "backsolve" | "interpolating" | "quadrature" => {
-            return Err(Failure::unavailable(format!(
-                "error: --sensitivity {} is not available yet; use forward (or auto)",
-                a.sensitivity
-            )));
-        }
-        other => {
-            return Err(Failure::usage(format!(
-                "error: unknown sensitivity method `{other}`"
-            )));
-        }
+    let requested = match a.sensitivity.as_str() {
+        "auto" => None,
+        name => Some(Sensitivity::from_name(name).ok_or_else(|| {
+            Failure::usage(format!(
+                "error: unknown sensitivity method `{name}` (forward, discrete, backsolve, interpolating, quadrature, auto)"
+            ))
+        })?),
+    };
+    if a.repeat == 0 {
+        return Err(Failure::usage("error: --repeat must be at least 1"));
     }
     if a.plot.is_some() {
         return Err(Failure::unavailable("error: --plot is not available yet"));
@@ -110,11 +122,6 @@ pub fn run(a: TrainArgs) -> CliResult {
         .unwrap_or_else(|| "tsit5".into());
     let method = Method::from_name(&method_name)
         .ok_or_else(|| Failure::usage(format!("error: unknown method `{method_name}`")))?;
-    if method.is_implicit() || method.is_fixed_step_only() {
-        return Err(Failure::unavailable(format!(
-            "error: training with `{method_name}` is not available yet; use an adaptive explicit method (tsit5, dopri5, vern7, bosh3)"
-        )));
-    }
     let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);
     if let Some(t) = data.times.iter().find(|t| **t < t0) {
         return Err(Failure::usage(format!(
@@ -129,20 +136,33 @@ pub fn run(a: TrainArgs) -> CliResult {
     if let Some(path) = &a.params_file {
         super::apply_params_file(path, &prog.layout, &mut p)?;
     }
-    let kernels = SensitivityKernels::compile(&prog).map_err(|e| {
-        Failure::unavailable(format!("error: cannot compile the sensitivity system: {e}"))
-    })?;
+    if let Some(dt) = a.dt.or(defaults.dt) {
+        opts.dt = Some(dt);
+    }
+    opts.validate(prog.dim())
+        .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto(prog.dim(), p.len(), method));
+    let adjoint = AdjointOptions {
+        checkpoints: a.checkpoints,
+        seminorm: !a.no_seminorm,
+    };
+    let kernels = Kernels::new(&prog);
+    kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    let solver_failure = |e: crate::runtime::SolveError| Failure {
-        code: exit::SOLVER,
-        message: format!("error: {e}"),
+    let grad_at = |p: &[f64]| {
+        train::loss_and_gradient(&kernels, sensitivity, p, &data, &opts, adjoint)
+            .map_err(gradient_failure)
     };
     let mut grad_times = Vec::new();
     let t = Instant::now();
-    let first =
-        train::loss_and_gradient(&prog, &kernels, &p, &data, &opts).map_err(solver_failure)?;
+    let first = grad_at(&p)?;
     grad_times.push(t.elapsed().as_secs_f64() * 1e3);
     let first_gradient_ms = started.elapsed().as_secs_f64() * 1e3;
+    for _ in 1..a.repeat {
+        let t = Instant::now();
+        grad_at(&p)?;
+        grad_times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     if let Some(path) = &a.dump_gradient {
         let json = crate::params::to_json(&prog.layout, &first.grad).to_string();
         super::write_output(Some(path), &(json + "\n"))?;
@@ -166,13 +186,15 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
         if done < a.iters {
             let t = Instant::now();
-            g = train::loss_and_gradient(&prog, &kernels, &p, &data, &opts)
-                .map_err(solver_failure)?;
+            g = grad_at(&p)?;
             grad_times.push(t.elapsed().as_secs_f64() * 1e3);
             eprintln!("iter {done:5}  loss {:.6e}", g.loss);
         }
     }
-    let final_loss = train::loss(&prog, &p, &data, &opts).map_err(solver_failure)?;
+    let final_loss = train::loss(&prog, &p, &data, &opts).map_err(|e| Failure {
+        code: exit::SOLVER,
+        message: format!("error: {e}"),
+    })?;
     if !final_loss.is_finite() {
         return Err(Failure {
             code: exit::SOLVER,
@@ -192,9 +214,20 @@ pub fn run(a: TrainArgs) -> CliResult {
             "compile_ms": compile_ms,
             "first_gradient_ms": first_gradient_ms,
             "grad_ms_median": grad_times[grad_times.len() / 2],
-            "sensitivity": "forward",
+            "sensitivity": sensitivity.name(),
         });
         println!("{v}");
     }
     Ok(())
+}
+
+/// Exit 3 for a solver failure, 4 for what the method cannot do or compile.
+fn gradient_failure(e: GradientError) -> Failure {
+    match e {
+        GradientError::Solve(e) => Failure {
+            code: exit::SOLVER,
+            message: format!("error: {e}"),
+        },
+        other => Failure::unavailable(format!("error: {other}")),
+    }
 }

@@ -139,8 +139,12 @@ pub fn initial_step<R: OdeRhs + ?Sized>(
     u1: &mut [f64],
     f1: &mut [f64],
     stats: &mut Stats,
+    norm_dim: usize,
 ) -> f64 {
-    let n = u0.len();
+    let dim = u0.len();
+    // Norms over the first `norm_dim` components only (forward sensitivities: the state alone
+    // sets the steps), the trial evaluation over all of them.
+    let n = norm_dim.min(dim);
     if n == 0 {
         return hmax;
     }
@@ -163,7 +167,7 @@ pub fn initial_step<R: OdeRhs + ?Sized>(
         h0 = 1e-6;
     }
     h0 = h0.min(hmax);
-    for i in 0..n {
+    for i in 0..dim {
         u1[i] = u0[i] + dir * h0 * f0[i];
     }
     rhs.eval(t0 + dir * h0, u1, f1);
@@ -251,6 +255,7 @@ mod tests {
             &mut a,
             &mut b,
             &mut st,
+            1,
         );
         assert_eq!(st.rhs_evals, 1);
         // d0 = d1 ≈ 5e5 → h0 = 0.01; d2 ≈ ‖f1−f0‖/h0 ≈ 5e5 → h1 = (0.01/5e5)^(1/6) ≈ 0.052.
@@ -269,6 +274,7 @@ mod tests {
             &mut a,
             &mut b,
             &mut st,
+            1,
         );
         assert!(h <= 1e-3);
     }

@@ -28,6 +28,7 @@ use super::dense;
 use super::tableau::{
     BOSH3, DOPRI5, DenseKind, EULER, ErkTab, HEUN, MIDPOINT, RK4, TSIT5, Tableau, VERN7,
 };
+use super::trace::Trace;
 use super::{FailReason, OdeRhs, SolveError, Stats};
 
 /// A solver method (LANGUAGE.md §6 "Method names"): the explicit Runge–Kutta methods, run
@@ -166,6 +167,21 @@ impl Method {
         }
     }
 
+    /// How the dense output is formed (`None` for the implicit methods).
+    pub fn dense_kind(self) -> Option<DenseKind> {
+        Some(match self {
+            Method::Euler => EULER.dense,
+            Method::Midpoint => MIDPOINT.dense,
+            Method::Heun => HEUN.dense,
+            Method::Rk4 => RK4.dense,
+            Method::Bosh3 => BOSH3.dense,
+            Method::Dopri5 => DOPRI5.dense,
+            Method::Tsit5 => TSIT5.dense,
+            Method::Vern7 => VERN7.dense,
+            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf => return None,
+        })
+    }
+
     /// The Butcher tableau, as data (`None` for the implicit methods).
     pub fn tableau(self) -> Option<Tableau> {
         Some(match self {
@@ -229,6 +245,10 @@ pub struct SolveOptions {
     pub dtmin: Option<f64>,
     /// Largest step magnitude (default |t1 − t0|).
     pub dtmax: Option<f64>,
+    /// Only the first this-many components enter the error norm (and the starting-step
+    /// norms); `None`: all. Forward sensitivities set it to the state dimension so the
+    /// augmented solve takes exactly the steps of the plain solve.
+    pub error_components: Option<usize>,
 }
 
 impl SolveOptions {
@@ -246,6 +266,7 @@ impl SolveOptions {
             max_steps: 100_000,
             dtmin: None,
             dtmax: None,
+            error_components: None,
         }
     }
 
@@ -435,16 +456,37 @@ pub fn solve_with<R: OdeRhs + ?Sized>(
     u0: &[f64],
     opts: &SolveOptions,
 ) -> Result<Solution, SolveError> {
+    solve_traced(rhs, u0, opts, None)
+}
+
+/// As [`solve_with`], recording every accepted step into `trace` when one is given (see
+/// [`Trace`]; the discrete adjoint replays the record). vern7 cannot be traced: its lazy
+/// interpolation stages are not recorded.
+pub fn solve_traced<R: OdeRhs + ?Sized>(
+    rhs: &mut R,
+    u0: &[f64],
+    opts: &SolveOptions,
+    trace: Option<&mut Trace>,
+) -> Result<Solution, SolveError> {
     check_input(rhs.dim(), u0, opts)?;
+    if trace.is_some() && opts.method == Method::Vern7 {
+        return Err(SolveError {
+            t: opts.t0,
+            reason: FailReason::InvalidInput(
+                "vern7 steps cannot be traced (its interpolant's extra stages are lazy); use tsit5 or dopri5".into(),
+            ),
+            stats: Stats::default(),
+        });
+    }
     match opts.method {
-        Method::Euler => run::<R, 1, Euler>(rhs, u0, opts),
-        Method::Midpoint => run::<R, 2, Midpoint>(rhs, u0, opts),
-        Method::Heun => run::<R, 2, Heun>(rhs, u0, opts),
-        Method::Rk4 => run::<R, 4, Rk4>(rhs, u0, opts),
-        Method::Bosh3 => run::<R, 4, Bosh3>(rhs, u0, opts),
-        Method::Dopri5 => run::<R, 7, Dopri5>(rhs, u0, opts),
-        Method::Tsit5 => run::<R, 7, Tsit5>(rhs, u0, opts),
-        Method::Vern7 => run::<R, 10, Vern7>(rhs, u0, opts),
+        Method::Euler => run::<R, 1, Euler>(rhs, u0, opts, trace),
+        Method::Midpoint => run::<R, 2, Midpoint>(rhs, u0, opts, trace),
+        Method::Heun => run::<R, 2, Heun>(rhs, u0, opts, trace),
+        Method::Rk4 => run::<R, 4, Rk4>(rhs, u0, opts, trace),
+        Method::Bosh3 => run::<R, 4, Bosh3>(rhs, u0, opts, trace),
+        Method::Dopri5 => run::<R, 7, Dopri5>(rhs, u0, opts, trace),
+        Method::Tsit5 => run::<R, 7, Tsit5>(rhs, u0, opts, trace),
+        Method::Vern7 => run::<R, 10, Vern7>(rhs, u0, opts, trace),
         m @ (Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf) => Err(SolveError {
             t: opts.t0,
             reason: FailReason::InvalidInput(format!(
@@ -548,8 +590,11 @@ pub(crate) fn all_finite(x: &[f64]) -> bool {
 }
 
 /// Everything one solve allocates, once.
-struct Work {
+struct Work<'a> {
     dim: usize,
+    /// Components that enter the error norm (the first `err_dim`).
+    err_dim: usize,
+    trace: Option<&'a mut Trace>,
     /// Current state u_n.
     u: Vec<f64>,
     /// Trial state u_{n+1}.
@@ -573,7 +618,7 @@ struct Work {
     stats: Stats,
 }
 
-impl Work {
+impl Work<'_> {
     #[inline]
     fn push_row(&mut self, t: f64, from_tmp: bool) {
         self.out_t.push(t);
@@ -673,12 +718,13 @@ fn trial<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
 /// The scaled RMS error of the trial step (NaN/∞ when the trial is non-finite).
 #[inline(always)]
 fn error_estimate<const S: usize, M: Scheme<S>>(h: f64, rtol: f64, w: &Work) -> f64 {
-    let dim = w.dim;
+    let dim = w.err_dim;
     if dim == 0 {
         return 0.0;
     }
     let (u, un, atol) = (&w.u[..dim], &w.un[..dim], &w.atol[..dim]);
-    let ks: [&[f64]; S] = std::array::from_fn(|j| &w.k[j * dim..(j + 1) * dim]);
+    let stride = w.dim;
+    let ks: [&[f64]; S] = std::array::from_fn(|j| &w.k[j * stride..j * stride + dim]);
     let ks: [&[f64]; S] = std::array::from_fn(|j| &ks[j][..dim]);
     // Two independent accumulators (components in pairs) to shorten the dependency chain.
     let (mut acc0, mut acc1) = (0.0, 0.0);
@@ -804,14 +850,20 @@ fn run<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
     rhs: &mut R,
     u0: &[f64],
     opts: &SolveOptions,
+    mut trace: Option<&mut Trace>,
 ) -> Result<Solution, SolveError> {
     let dim = u0.len();
     let (t0, t1) = (opts.t0, opts.t1);
     let dir = if t1 < t0 { -1.0 } else { 1.0 };
     let save = opts.save_times().expect("validated");
     let atol = expand_atol(opts, dim);
+    if let Some(tr) = trace.as_mut() {
+        tr.start(dim, S);
+    }
     let mut w = Work {
         dim,
+        err_dim: opts.error_components.unwrap_or(dim).min(dim),
+        trace,
         u: u0.to_vec(),
         un: vec![0.0; dim],
         tmp: vec![0.0; dim],
@@ -863,6 +915,9 @@ fn run<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
         run_adaptive::<R, S, M>(rhs, opts, &mut w)?;
     }
     debug_assert_eq!(w.si, w.save.len());
+    if let Some(tr) = w.trace {
+        tr.u_end.extend_from_slice(&w.u[..dim]);
+    }
     Ok(Solution {
         t: w.out_t,
         u: w.out_u,
@@ -912,6 +967,9 @@ fn run_fixed<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
             return Err(w.fail(t, FailReason::NonFiniteState));
         }
         w.stats.accepted += 1;
+        if let Some(tr) = w.trace.as_deref_mut() {
+            tr.record(t, h, t_new, &w.u[..w.dim], &w.k);
+        }
         k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
         t = t_new;
     }
@@ -949,6 +1007,7 @@ fn run_adaptive<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
                 tmp,
                 un,
                 &mut w.stats,
+                w.err_dim,
             )
         }
     } * dir;
@@ -984,6 +1043,9 @@ fn run_adaptive<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
         if d.accept {
             w.stats.accepted += 1;
             let t_new = if last { t1 } else { t + h };
+            if let Some(tr) = w.trace.as_deref_mut() {
+                tr.record(t, h, t_new, &w.u[..dim], &w.k);
+            }
             k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
             t = t_new;
             if last {

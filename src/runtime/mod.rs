@@ -10,12 +10,16 @@ pub mod dense;
 pub mod integrate;
 pub mod stiff;
 pub mod tableau;
+pub mod trace;
 
 #[cfg(test)]
 mod solver_tests;
 
-pub use integrate::{FnRhs, Method, SaveAt, Solution, SolveOptions, solve, solve_with};
+pub use integrate::{
+    FnRhs, Method, SaveAt, Solution, SolveOptions, solve, solve_traced, solve_with,
+};
 pub use stiff::{solve_any, solve_stiff};
+pub use trace::Trace;
 
 /// A vector field u' = f(t, u) over a fixed-length state.
 ///

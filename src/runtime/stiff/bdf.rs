@@ -152,6 +152,7 @@ pub(crate) fn solve<R: OdeJacobian + ?Sized>(
                 &mut a,
                 &mut b,
                 &mut out.stats,
+                n,
             )
         }
     };

@@ -560,6 +560,7 @@ fn run_adaptive<R: OdeJacobian + ?Sized, M: RosScheme>(
             &mut w.ut,
             &mut w.un,
             &mut out.stats,
+            usize::MAX,
         ),
     } * dir;
     let mut t = t0;

@@ -1,0 +1,347 @@
+//! The discrete adjoint: reverse mode through the explicit solver's own accepted steps.
+//!
+//! The forward solve records its steps ([`Trace`]); the backward pass walks them last to
+//! first, carrying λ = ∂L/∂u_{n+1}, and for each step differentiates exactly what the solver
+//! computed: the stages k_i = f(t + c_i h, z_i) with z_i = u_n + h Σ_j a_ij k_j, the update
+//! u_{n+1} = u_n + h Σ b_j k_j, and the dense output of every save point inside the step
+//! (stage weights u_n + h Σ w_j(θ) k_j, or cubic Hermite from u_n, f_n, u_{n+1}, f_{n+1}).
+//! Step sizes are constants (the controller's choices are not differentiated), so the
+//! result is the exact gradient of the computed loss for the computed step sequence; it
+//! equals forward sensitivities taken with the same steps to rounding.
+//!
+//! Every stage VJP is one call of the generated kernel `(t, u, p, w) → (wᵀ∂f/∂u, wᵀ∂f/∂p)`.
+//! With a checkpoint limit the trace keeps only some start states and each segment is
+//! recomputed (same arithmetic as the solver, so the same values) before it is reversed.
+
+use super::{AdjointKernels, Gradient, GradientError, RowLoss, VjpCall};
+use crate::program::Program;
+use crate::runtime::dense;
+use crate::runtime::tableau::{DenseKind, Tableau};
+use crate::runtime::{OdeRhs, SolveOptions, Trace, solve_traced};
+
+/// The loss and its gradient with respect to `p` by the discrete adjoint. `checkpoints`
+/// bounds the number of stored states (`None`: keep every step).
+pub fn gradient(
+    prog: &Program,
+    kernels: &AdjointKernels,
+    p: &[f64],
+    opts: &SolveOptions,
+    loss: &dyn RowLoss,
+    checkpoints: Option<usize>,
+) -> Result<Gradient, GradientError> {
+    let method = opts.method;
+    let (Some(tab), Some(kind)) = (method.tableau(), method.dense_kind()) else {
+        return Err(GradientError::Unsupported(format!(
+            "the discrete adjoint runs through explicit Runge–Kutta steps; `{method}` is not one (use --sensitivity interpolating or forward)"
+        )));
+    };
+    if kind == DenseKind::Vern7 {
+        return Err(GradientError::Unsupported(
+            "the discrete adjoint does not support vern7's interpolant; use tsit5 or dopri5".into(),
+        ));
+    }
+    let n = prog.dim();
+    let u0 = prog.initial_state(p);
+    let mut trace = Trace::new(checkpoints);
+    let mut rhs = prog.rhs(p);
+    let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
+    let mut seeds = vec![0.0; sol.u.len()];
+    let value = loss.eval(&sol.t, &sol.u, n, &mut seeds);
+
+    let rows = rows_by_step(&sol.t, &trace, opts.t0);
+    let mut back = Backward::new(&tab, kind, n, p.len(), kernels, p);
+    let mut lambda = vec![0.0; n];
+    let mut seg = Segment::default();
+    for step in (0..trace.len()).rev() {
+        let (u, k) = seg.step(step, &trace, &tab, &mut rhs);
+        back.step(&trace, step, u, k, &rows[step], &sol.t, &seeds, &mut lambda);
+    }
+    for &r in &rows[trace.len()] {
+        add(&mut lambda, &seeds[r * n..(r + 1) * n]);
+    }
+    let mut grad = back.gp;
+    kernels.initial_vjp(p, &lambda, &mut grad);
+    Ok(Gradient {
+        loss: value,
+        grad,
+        stats: sol.stats,
+    })
+}
+
+/// For each step the save rows it produced (in order), and last the rows at t0 before the
+/// first step (the solver's own assignment: a row belongs to the first step whose end
+/// reaches it).
+fn rows_by_step(save_t: &[f64], trace: &Trace, t0: f64) -> Vec<Vec<usize>> {
+    let mut rows = vec![Vec::new(); trace.len() + 1];
+    let mut r = 0;
+    while r < save_t.len() && save_t[r] == t0 {
+        rows[trace.len()].push(r);
+        r += 1;
+    }
+    for (step, &t_end) in trace.t_end.iter().enumerate() {
+        let dir = trace.h[step].signum();
+        while r < save_t.len() && (save_t[r] - t_end) * dir <= 0.0 {
+            rows[step].push(r);
+            r += 1;
+        }
+    }
+    // A solve that did not step (t0 == t1) reports every row at t0.
+    rows[trace.len()].extend(r..save_t.len());
+    rows
+}
+
+/// The start states and stages of the steps of one checkpoint segment, recomputed when the
+/// trace does not keep them.
+#[derive(Default)]
+struct Segment {
+    first: usize,
+    u: Vec<f64>,
+    k: Vec<f64>,
+    valid: bool,
+}
+
+impl Segment {
+    /// The start state and stages of `step` (walking steps in reverse order).
+    fn step<'a>(
+        &'a mut self,
+        step: usize,
+        trace: &'a Trace,
+        tab: &Tableau,
+        rhs: &mut dyn OdeRhs,
+    ) -> (&'a [f64], &'a [f64]) {
+        let (n, s) = (trace.dim, trace.stages);
+        if trace.keeps_stages() {
+            return (
+                &trace.ckpt_u[step * n..(step + 1) * n],
+                &trace.k[step * s * n..(step + 1) * s * n],
+            );
+        }
+        if !self.valid || step < self.first {
+            let c = trace.checkpoint_before(step);
+            self.first = trace.ckpt_step[c];
+            let count = step + 1 - self.first;
+            self.u.resize(count * n, 0.0);
+            self.k.resize(count * s * n, 0.0);
+            self.u[..n].copy_from_slice(&trace.ckpt_u[c * n..(c + 1) * n]);
+            let mut z = vec![0.0; n];
+            for j in 0..count {
+                let idx = self.first + j;
+                let (t, h) = (trace.t[idx], trace.h[idx]);
+                let (us, rest) = self.u.split_at_mut((j + 1) * n);
+                let u = &us[j * n..];
+                let k = &mut self.k[j * s * n..(j + 1) * s * n];
+                replay(tab, rhs, t, h, u, k, &mut z);
+                if j + 1 < count {
+                    next_state(tab, h, u, k, &mut rest[..n]);
+                }
+            }
+            self.valid = true;
+        }
+        let j = step - self.first;
+        (
+            &self.u[j * n..(j + 1) * n],
+            &self.k[j * s * n..(j + 1) * s * n],
+        )
+    }
+}
+
+/// Recomputes the stages of one step from its start state.
+fn replay(
+    tab: &Tableau,
+    rhs: &mut dyn OdeRhs,
+    t: f64,
+    h: f64,
+    u: &[f64],
+    k: &mut [f64],
+    z: &mut [f64],
+) {
+    let n = u.len();
+    rhs.eval(t, u, &mut k[..n]);
+    for i in 1..tab.stages() {
+        stage_input(&tab.a[i], h, u, k, z);
+        let (_, rest) = k.split_at_mut(i * n);
+        rhs.eval(t + tab.c[i] * h, z, &mut rest[..n]);
+    }
+}
+
+/// z = u + h Σ_j coef_j k_j, in the solver's arithmetic order (zero terms skipped, stages
+/// ascending, the sum formed before it is scaled), so recomputed values are the solver's.
+fn stage_input(coef: &[f64], h: f64, u: &[f64], k: &[f64], z: &mut [f64]) {
+    let n = u.len();
+    for i in 0..n {
+        let mut acc = 0.0;
+        for (j, &c) in coef.iter().enumerate() {
+            if c != 0.0 {
+                acc += c * k[j * n + i];
+            }
+        }
+        z[i] = u[i] + h * acc;
+    }
+}
+
+/// u_{n+1} as the solver forms it (an FSAL method's last stage input, else the b-weights).
+fn next_state(tab: &Tableau, h: f64, u: &[f64], k: &[f64], out: &mut [f64]) {
+    if tab.fsal {
+        stage_input(&tab.a[tab.stages() - 1], h, u, k, out);
+    } else {
+        stage_input(&tab.b, h, u, k, out);
+    }
+}
+
+fn add(acc: &mut [f64], x: &[f64]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+/// The reverse sweep's buffers: stage cotangents, stage inputs, the p-gradient.
+struct Backward<'a> {
+    tab: &'a Tableau,
+    kind: DenseKind,
+    n: usize,
+    vjp: VjpCall<'a>,
+    kbar: Vec<f64>,
+    z: Vec<f64>,
+    u_next: Vec<f64>,
+    ubar: Vec<f64>,
+    f1bar: Vec<f64>,
+    w: Vec<f64>,
+    gp: Vec<f64>,
+}
+
+impl<'a> Backward<'a> {
+    fn new(
+        tab: &'a Tableau,
+        kind: DenseKind,
+        n: usize,
+        np: usize,
+        kernels: &'a AdjointKernels,
+        p: &'a [f64],
+    ) -> Self {
+        let s = tab.stages();
+        Backward {
+            tab,
+            kind,
+            n,
+            vjp: kernels.vjp_call(p),
+            kbar: vec![0.0; s * n],
+            z: vec![0.0; n],
+            u_next: vec![0.0; n],
+            ubar: vec![0.0; n],
+            f1bar: vec![0.0; n],
+            w: vec![0.0; s],
+            gp: vec![0.0; np],
+        }
+    }
+
+    /// Reverses one step: on entry `lambda` = ∂L/∂u_{n+1} from later steps, on exit ∂L/∂u_n.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        trace: &Trace,
+        step: usize,
+        u: &[f64],
+        k: &[f64],
+        rows: &[usize],
+        save_t: &[f64],
+        seeds: &[f64],
+        lambda: &mut [f64],
+    ) {
+        let (n, tab) = (self.n, self.tab);
+        let s = tab.stages();
+        let (t, h, t_end) = (trace.t[step], trace.h[step], trace.t_end[step]);
+        self.kbar.fill(0.0);
+        self.ubar.fill(0.0);
+        self.f1bar.fill(0.0);
+        let mut hermite_used = false;
+        for &r in rows {
+            let seed = &seeds[r * n..(r + 1) * n];
+            if save_t[r] == t_end {
+                add(lambda, seed);
+                continue;
+            }
+            let theta = (save_t[r] - t) / h;
+            if dense::stage_weights(self.kind, theta, &mut self.w) {
+                add(&mut self.ubar, seed);
+                for j in 0..s {
+                    let c = h * self.w[j];
+                    if c != 0.0 {
+                        for i in 0..n {
+                            self.kbar[j * n + i] += c * seed[i];
+                        }
+                    }
+                }
+            } else {
+                // u(θ) = (1−θ)u0 + θu1 + θ(θ−1)[(1−2θ)(u1−u0) + (θ−1)h f0 + θ h f1].
+                let a = theta * (theta - 1.0);
+                let c_u0 = 1.0 - theta - a * (1.0 - 2.0 * theta);
+                let c_u1 = theta + a * (1.0 - 2.0 * theta);
+                let (c_f0, c_f1) = (a * (theta - 1.0) * h, a * theta * h);
+                for i in 0..n {
+                    self.ubar[i] += c_u0 * seed[i];
+                    lambda[i] += c_u1 * seed[i];
+                    self.kbar[i] += c_f0 * seed[i];
+                    self.f1bar[i] += c_f1 * seed[i];
+                }
+                hermite_used = true;
+            }
+        }
+        next_state(tab, h, u, k, &mut self.u_next);
+        if hermite_used {
+            if tab.fsal {
+                add(&mut self.kbar[(s - 1) * n..], &self.f1bar);
+            } else {
+                // f1 = f(t_end, u_{n+1}), evaluated by the solver for the interpolation.
+                self.vjp.call(t_end, &self.u_next, &self.f1bar);
+                add(lambda, &self.vjp.gu);
+                add(&mut self.gp, &self.vjp.gp);
+            }
+        }
+        // An FSAL method's last stage reads u_{n+1} itself: its cotangent joins λ before λ
+        // flows into the update.
+        let last_regular = if tab.fsal {
+            let kb = &self.kbar[(s - 1) * n..];
+            if kb.iter().any(|x| *x != 0.0) {
+                self.vjp.call(t + tab.c[s - 1] * h, &self.u_next, kb);
+                add(lambda, &self.vjp.gu);
+                add(&mut self.gp, &self.vjp.gp);
+            }
+            s - 1
+        } else {
+            s
+        };
+        // u_{n+1} = u_n + h Σ_j b_j k_j (FSAL: the last stage row).
+        add(&mut self.ubar, lambda);
+        let weights = if tab.fsal { &tab.a[s - 1] } else { &tab.b };
+        for (j, &b) in weights.iter().enumerate().take(last_regular) {
+            if b != 0.0 {
+                for i in 0..n {
+                    self.kbar[j * n + i] += h * b * lambda[i];
+                }
+            }
+        }
+        // Stages in reverse: k_i = f(t + c_i h, z_i), z_i = u_n + h Σ_{j<i} a_ij k_j.
+        for i in (0..last_regular).rev() {
+            let kb = &self.kbar[i * n..(i + 1) * n];
+            if kb.iter().all(|x| *x == 0.0) {
+                continue;
+            }
+            if i == 0 {
+                self.z.copy_from_slice(u);
+            } else {
+                stage_input(&tab.a[i], h, u, k, &mut self.z);
+            }
+            self.vjp.call(t + tab.c[i] * h, &self.z, kb);
+            add(&mut self.gp, &self.vjp.gp);
+            add(&mut self.ubar, &self.vjp.gu);
+            for (j, &a) in tab.a[i].iter().enumerate() {
+                if a != 0.0 {
+                    for m in 0..n {
+                        self.kbar[j * n + m] += h * a * self.vjp.gu[m];
+                    }
+                }
+            }
+        }
+        lambda.copy_from_slice(&self.ubar);
+    }
+}

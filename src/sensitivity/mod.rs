@@ -1,0 +1,270 @@
+//! Gradients of a loss on a solution with respect to every param and net weight.
+//!
+//! Each method is a strategy around the shared stepping loop, all returning dL/dp for the
+//! whole parameter vector (scalar params, then net weights, `ParamLayout` order):
+//! - [`forward`]: forward sensitivities, the augmented system (u, ∂u/∂p) integrated with the
+//!   plain solve's steps (few parameters);
+//! - [`discrete`]: the adjoint of the explicit solver's own steps, with checkpoints — the
+//!   exact gradient of the computed loss;
+//! - [`continuous`]: the adjoint ODE integrated backward: `backsolve` (the state re-integrated
+//!   backward alongside), `interpolating` (the state from the forward dense output) and
+//!   `quadrature` (interpolating state, the parameter integral by Gauss–Legendre quadrature
+//!   per backward step).
+//!
+//! Losses are [`RowLoss`]es on the saved rows. Owns the differentiation of solves; must never
+//! parse models or choose optimisers (that is `train`).
+
+pub mod continuous;
+pub mod discrete;
+pub mod forward;
+
+use crate::backend::Kernel;
+use crate::program::Program;
+use crate::runtime::{Method, SolveError, SolveOptions, Stats};
+use std::sync::{Arc, OnceLock};
+
+/// A sensitivity method (LANGUAGE.md §6 "Sensitivity names").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sensitivity {
+    Forward,
+    Discrete,
+    Backsolve,
+    Interpolating,
+    Quadrature,
+}
+
+impl Sensitivity {
+    pub const ALL: [Sensitivity; 5] = [
+        Sensitivity::Forward,
+        Sensitivity::Discrete,
+        Sensitivity::Backsolve,
+        Sensitivity::Interpolating,
+        Sensitivity::Quadrature,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sensitivity::Forward => "forward",
+            Sensitivity::Discrete => "discrete",
+            Sensitivity::Backsolve => "backsolve",
+            Sensitivity::Interpolating => "interpolating",
+            Sensitivity::Quadrature => "quadrature",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Sensitivity> {
+        Sensitivity::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The `auto` choice: forward sensitivities while the augmented system stays small
+    /// (n·(1+np) up to 64 entries and at most 8 params, where one forward sweep beats a
+    /// forward-plus-backward pass); otherwise the discrete adjoint for explicit methods and
+    /// the interpolating adjoint for stiff ones.
+    pub fn auto(n: usize, np: usize, method: Method) -> Sensitivity {
+        if np <= 8 && n * (1 + np) <= 64 {
+            Sensitivity::Forward
+        } else if method.is_implicit() || method == Method::Vern7 {
+            Sensitivity::Interpolating
+        } else {
+            Sensitivity::Discrete
+        }
+    }
+}
+
+/// A loss on the saved rows of a solution.
+pub trait RowLoss {
+    /// Returns L and writes ∂L/∂(saved value) into `grad` (the layout of `u`: one row of
+    /// `dim` per saved time). `grad` arrives zeroed.
+    fn eval(&self, t: &[f64], u: &[f64], dim: usize, grad: &mut [f64]) -> f64;
+}
+
+/// A loss, its gradient with respect to every entry of `p`, and the solver's work.
+#[derive(Clone, Debug)]
+pub struct Gradient {
+    pub loss: f64,
+    pub grad: Vec<f64>,
+    pub stats: Stats,
+}
+
+#[derive(Debug)]
+pub enum GradientError {
+    /// The solve (forward or backward) failed.
+    Solve(SolveError),
+    /// The method cannot handle this model or solver (the message says what to use).
+    Unsupported(String),
+    /// A derivative kernel failed to compile.
+    Compile(String),
+}
+
+impl From<SolveError> for GradientError {
+    fn from(e: SolveError) -> Self {
+        GradientError::Solve(e)
+    }
+}
+
+impl std::fmt::Display for GradientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GradientError::Solve(e) => write!(f, "{e}"),
+            GradientError::Unsupported(m) => f.write_str(m),
+            GradientError::Compile(m) => write!(f, "cannot compile a derivative kernel: {m}"),
+        }
+    }
+}
+
+/// The generated kernels every method may need, compiled on first use.
+pub struct Kernels<'a> {
+    prog: &'a Program,
+    forward: OnceLock<Result<forward::ForwardKernels, String>>,
+    adjoint: OnceLock<Result<AdjointKernels, String>>,
+}
+
+impl<'a> Kernels<'a> {
+    pub fn new(prog: &'a Program) -> Self {
+        Kernels {
+            prog,
+            forward: OnceLock::new(),
+            adjoint: OnceLock::new(),
+        }
+    }
+
+    /// Compiles what `method` needs now (so that compile time is not charged to a gradient).
+    pub fn prepare(&self, method: Sensitivity) -> Result<(), GradientError> {
+        match method {
+            Sensitivity::Forward => self.forward().map(|_| ()),
+            _ => self.adjoint().map(|_| ()),
+        }
+    }
+
+    fn forward(&self) -> Result<&forward::ForwardKernels, GradientError> {
+        self.forward
+            .get_or_init(|| forward::ForwardKernels::compile(self.prog))
+            .as_ref()
+            .map_err(|e| GradientError::Compile(e.clone()))
+    }
+
+    fn adjoint(&self) -> Result<&AdjointKernels, GradientError> {
+        self.adjoint
+            .get_or_init(|| AdjointKernels::compile(self.prog))
+            .as_ref()
+            .map_err(|e| GradientError::Compile(e.clone()))
+    }
+}
+
+/// Settings of the adjoint methods.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdjointOptions {
+    /// `discrete`: at most this many stored states (`None`: every step's states and stages).
+    pub checkpoints: Option<usize>,
+    /// Continuous adjoints: leave the parameter integral out of the error norm.
+    pub seminorm: bool,
+}
+
+impl Default for AdjointOptions {
+    fn default() -> Self {
+        AdjointOptions {
+            checkpoints: None,
+            seminorm: true,
+        }
+    }
+}
+
+/// The loss at `p` and its gradient by `method`.
+pub fn gradient(
+    kernels: &Kernels,
+    method: Sensitivity,
+    p: &[f64],
+    opts: &SolveOptions,
+    loss: &dyn RowLoss,
+    adjoint: AdjointOptions,
+) -> Result<Gradient, GradientError> {
+    let prog = kernels.prog;
+    if prog.model.has_delays() || !prog.model.inputs.is_empty() {
+        return Err(GradientError::Unsupported(
+            "gradients of delay and controlled models are not available yet".into(),
+        ));
+    }
+    match method {
+        Sensitivity::Forward => forward::gradient(prog, kernels.forward()?, p, opts, loss),
+        Sensitivity::Discrete => {
+            discrete::gradient(prog, kernels.adjoint()?, p, opts, loss, adjoint.checkpoints)
+        }
+        Sensitivity::Backsolve | Sensitivity::Interpolating | Sensitivity::Quadrature => {
+            continuous::gradient(
+                prog,
+                kernels.adjoint()?,
+                method,
+                p,
+                opts,
+                loss,
+                adjoint.seminorm,
+            )
+        }
+    }
+}
+
+/// The VJP kernels of the adjoint methods: of the vector field,
+/// `(t, u, p, w) → (wᵀ∂f/∂u, wᵀ∂f/∂p)`, and of the initial state, `(p, w) → wᵀ∂u0/∂p`.
+pub struct AdjointKernels {
+    pub vjp: Arc<dyn Kernel>,
+    pub initial_vjp: Arc<dyn Kernel>,
+}
+
+impl AdjointKernels {
+    pub fn compile(prog: &Program) -> Result<AdjointKernels, String> {
+        let f = crate::diff::vjp(&prog.ir.vector_field, &["u", "p"], false);
+        let g = crate::diff::vjp(&prog.ir.initial, &["p"], false);
+        let ks = crate::backend::cranelift::compile_all(&[&f, &g]).map_err(|e| e.to_string())?;
+        let mut ks = ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>);
+        Ok(AdjointKernels {
+            vjp: ks.next().ok_or("missing kernel")?,
+            initial_vjp: ks.next().ok_or("missing kernel")?,
+        })
+    }
+
+    /// A caller of the vector field's VJP bound to `p`.
+    pub fn vjp_call<'a>(&'a self, p: &'a [f64]) -> VjpCall<'a> {
+        let n = self.vjp.out_lens()[0];
+        VjpCall {
+            kernel: self.vjp.as_ref(),
+            p,
+            t: [0.0],
+            scratch: vec![0.0; self.vjp.scratch_len()],
+            gu: vec![0.0; n],
+            gp: vec![0.0; p.len()],
+        }
+    }
+
+    /// grad += wᵀ ∂u0/∂p.
+    pub fn initial_vjp(&self, p: &[f64], w: &[f64], grad: &mut [f64]) {
+        let mut g = vec![0.0; p.len()];
+        self.initial_vjp
+            .call(&[p, w], &mut [&mut g], &mut Vec::new());
+        for (a, b) in grad.iter_mut().zip(&g) {
+            *a += b;
+        }
+    }
+}
+
+/// One VJP evaluation at a time: results in `gu`, `gp`.
+pub struct VjpCall<'a> {
+    kernel: &'a dyn Kernel,
+    p: &'a [f64],
+    t: [f64; 1],
+    scratch: Vec<f64>,
+    pub gu: Vec<f64>,
+    pub gp: Vec<f64>,
+}
+
+impl VjpCall<'_> {
+    /// gu = wᵀ∂f/∂u, gp = wᵀ∂f/∂p at (t, u).
+    #[inline]
+    pub fn call(&mut self, t: f64, u: &[f64], w: &[f64]) {
+        self.t[0] = t;
+        self.kernel.call(
+            &[&self.t, u, self.p, w],
+            &mut [&mut self.gu, &mut self.gp],
+            &mut self.scratch,
+        );
+    }
+}

@@ -7,6 +7,7 @@
 
 mod check;
 mod compile;
+mod plot;
 mod run;
 mod train;
 

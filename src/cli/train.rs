@@ -4,7 +4,7 @@ use super::{CliResult, Failure, exit, read_model};
 use crate::program::{Backend, Program};
 use crate::runtime::{Method, SolveOptions};
 use crate::sensitivity::{AdjointOptions, GradientError, Kernels, Sensitivity};
-use crate::train::{self, Adam};
+use crate::train::{self, Adam, Lbfgs, LbfgsStep};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -18,9 +18,18 @@ pub struct TrainArgs {
     /// Loss: mse (the mean over non-empty cells of (prediction - value)^2).
     #[arg(long, default_value = "mse")]
     pub loss: String,
-    /// Optimiser: adam (lbfgs is not available yet).
+    /// Optimiser: adam, or lbfgs (with a backtracking line search; --lr scales its first step).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
+    /// Adam: clip the gradient to this global norm.
+    #[arg(long, value_name = "NORM")]
+    pub clip: Option<f64>,
+    /// Adam: decoupled weight decay (AdamW), per unit learning rate.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Add L2 * (sum of squares of every param and weight) to the loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub l2: f64,
     /// Learning rate.
     #[arg(long, default_value_t = 0.01)]
     pub lr: f64,
@@ -50,7 +59,7 @@ pub struct TrainArgs {
     /// Write the gradient of the loss at the starting params here (params-file layout).
     #[arg(long, value_name = "FILE.json")]
     pub dump_gradient: Option<PathBuf>,
-    /// Loss-curve plot (not available yet).
+    /// Write an SVG with the loss curve and the fit (data points, the model at the final params).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
@@ -83,12 +92,7 @@ pub fn run(a: TrainArgs) -> CliResult {
         )));
     }
     match a.optimizer.as_str() {
-        "adam" => {}
-        "lbfgs" => {
-            return Err(Failure::unavailable(
-                "error: --optimizer lbfgs is not available yet; use adam",
-            ));
-        }
+        "adam" | "lbfgs" => {}
         other => {
             return Err(Failure::usage(format!(
                 "error: unknown optimizer `{other}` (adam, lbfgs)"
@@ -106,8 +110,21 @@ pub fn run(a: TrainArgs) -> CliResult {
     if a.repeat == 0 {
         return Err(Failure::usage("error: --repeat must be at least 1"));
     }
-    if a.plot.is_some() {
-        return Err(Failure::unavailable("error: --plot is not available yet"));
+    for (flag, v, ok) in [
+        ("--lr", a.lr, a.lr > 0.0),
+        ("--l2", a.l2, a.l2 >= 0.0),
+        ("--weight-decay", a.weight_decay, a.weight_decay >= 0.0),
+        (
+            "--clip",
+            a.clip.unwrap_or(1.0),
+            a.clip.is_none_or(|c| c > 0.0),
+        ),
+    ] {
+        if !(ok && v.is_finite()) {
+            return Err(Failure::usage(format!(
+                "error: {flag} {v} is out of range (a finite number, positive for --lr and --clip, non-negative otherwise)"
+            )));
+        }
     }
     let name = a.data.display().to_string();
     let text = std::fs::read_to_string(&a.data)
@@ -149,9 +166,12 @@ pub fn run(a: TrainArgs) -> CliResult {
     let kernels = Kernels::new(&prog);
     kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let l2 = a.l2;
     let grad_at = |p: &[f64]| {
-        train::loss_and_gradient(&kernels, sensitivity, p, &data, &opts, adjoint)
-            .map_err(gradient_failure)
+        let mut g = train::loss_and_gradient(&kernels, sensitivity, p, &data, &opts, adjoint)
+            .map_err(gradient_failure)?;
+        train::add_l2_penalty(l2, p, &mut g);
+        Ok::<_, Failure>(g)
     };
     let mut grad_times = Vec::new();
     let t = Instant::now();
@@ -167,30 +187,60 @@ pub fn run(a: TrainArgs) -> CliResult {
         let json = crate::params::to_json(&prog.layout, &first.grad).to_string();
         super::write_output(Some(path), &(json + "\n"))?;
     }
-    let mut adam = Adam::new(a.lr, p.len());
+    let mut eval = |q: &[f64]| {
+        let t = Instant::now();
+        let g = grad_at(q);
+        grad_times.push(t.elapsed().as_secs_f64() * 1e3);
+        g
+    };
+    let mut optimizer = match a.optimizer.as_str() {
+        "lbfgs" => Optimizer::Lbfgs(Lbfgs::new(a.lr)),
+        _ => {
+            let mut adam = Adam::new(a.lr, p.len());
+            adam.clip = a.clip;
+            adam.weight_decay = a.weight_decay;
+            Optimizer::Adam(adam)
+        }
+    };
+    let progress = Progress::new(a.iters as u64);
+    let mut curve = vec![first.loss];
     let mut g = first;
     let mut done = 0;
     while done < a.iters {
         if !g.loss.is_finite() {
+            progress.finish();
             return Err(Failure {
                 code: exit::SOLVER,
                 message: format!("error: the loss became non-finite at iteration {done}"),
             });
         }
-        adam.update(&mut p, &g.grad);
+        match &mut optimizer {
+            Optimizer::Adam(adam) => {
+                adam.update(&mut p, &g.grad);
+                if done + 1 < a.iters {
+                    g = eval(&p)?;
+                }
+            }
+            Optimizer::Lbfgs(lbfgs) => match lbfgs.step(&mut p, &g, &mut eval)? {
+                LbfgsStep::Moved(next) => g = next,
+                LbfgsStep::Stalled => {
+                    progress.note(
+                        "L-BFGS: no step along the search direction lowers the loss; stopping",
+                    );
+                    break;
+                }
+            },
+        }
         done += 1;
         if let Some(path) = &a.save_params {
             // Keep the last good params on disk: an interrupted run loses nothing.
             let json = crate::params::to_json(&prog.layout, &p).to_string();
             super::write_output(Some(path), &(json + "\n"))?;
         }
-        if done < a.iters {
-            let t = Instant::now();
-            g = grad_at(&p)?;
-            grad_times.push(t.elapsed().as_secs_f64() * 1e3);
-            eprintln!("iter {done:5}  loss {:.6e}", g.loss);
-        }
+        curve.push(g.loss);
+        progress.update(done as u64, g.loss, train::norm(&g.grad));
     }
+    progress.finish();
     let final_loss = train::loss(&prog, &p, &data, &opts).map_err(|e| Failure {
         code: exit::SOLVER,
         message: format!("error: {e}"),
@@ -201,9 +251,19 @@ pub fn run(a: TrainArgs) -> CliResult {
             message: "error: the final loss is non-finite".to_string(),
         });
     }
+    if done > 0 {
+        *curve.last_mut().expect("not empty") = final_loss;
+    }
     if let Some(path) = &a.save_params {
         let json = crate::params::to_json(&prog.layout, &p).to_string();
         super::write_output(Some(path), &(json + "\n"))?;
+    }
+    if let Some(path) = &a.plot {
+        let fit = train::predictions(&prog, &p, &data, &opts).map_err(|e| Failure {
+            code: exit::SOLVER,
+            message: format!("error: {e}"),
+        })?;
+        super::plot::training(path, &curve, &data, &fit)?;
     }
     eprintln!("final loss {final_loss:.6e} after {done} iterations");
     if a.stats {
@@ -214,11 +274,63 @@ pub fn run(a: TrainArgs) -> CliResult {
             "compile_ms": compile_ms,
             "first_gradient_ms": first_gradient_ms,
             "grad_ms_median": grad_times[grad_times.len() / 2],
+            "gradients": grad_times.len(),
             "sensitivity": sensitivity.name(),
+            "optimizer": a.optimizer,
         });
         println!("{v}");
     }
     Ok(())
+}
+
+enum Optimizer {
+    Adam(Adam),
+    Lbfgs(Lbfgs),
+}
+
+/// A progress bar (loss, gradient norm, it/s) on a terminal; elsewhere a line every tenth
+/// of the run.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    every: u64,
+}
+
+impl Progress {
+    fn new(iters: u64) -> Progress {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(iters),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} {msg} {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Progress {
+            bar,
+            every: (iters / 10).max(1),
+        }
+    }
+
+    fn update(&self, done: u64, loss: f64, grad_norm: f64) {
+        let msg = format!("loss {loss:.6e} |grad| {grad_norm:.3e}");
+        if self.bar.is_hidden() {
+            if done % self.every == 0 {
+                eprintln!("iter {done:6}  {msg}");
+            }
+        } else {
+            self.bar.set_position(done);
+            self.bar.set_message(msg);
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        self.bar.suspend(|| eprintln!("{msg}"));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 /// Exit 3 for a solver failure, 4 for what the method cannot do or compile.

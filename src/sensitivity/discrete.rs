@@ -56,6 +56,7 @@ pub fn gradient(
         let (u, k) = seg.step(step, &trace, &tab, &mut rhs);
         back.step(&trace, step, u, k, &rows[step], &sol.t, &seeds, &mut lambda);
     }
+    back.flush_first_stage(opts.t0, &u0, &mut lambda);
     for &r in &rows[trace.len()] {
         add(&mut lambda, &seeds[r * n..(r + 1) * n]);
     }
@@ -205,6 +206,10 @@ struct Backward<'a> {
     u_next: Vec<f64>,
     ubar: Vec<f64>,
     f1bar: Vec<f64>,
+    /// FSAL: the later step's first-stage cotangent, not yet pulled back. That stage was
+    /// evaluated at this step's end — it is this step's last stage — so one VJP of the sum
+    /// serves both.
+    pending: Vec<f64>,
     w: Vec<f64>,
     gp: Vec<f64>,
 }
@@ -229,6 +234,7 @@ impl<'a> Backward<'a> {
             u_next: vec![0.0; n],
             ubar: vec![0.0; n],
             f1bar: vec![0.0; n],
+            pending: vec![0.0; n],
             w: vec![0.0; s],
             gp: vec![0.0; np],
         }
@@ -300,6 +306,8 @@ impl<'a> Backward<'a> {
         // An FSAL method's last stage reads u_{n+1} itself: its cotangent joins λ before λ
         // flows into the update.
         let last_regular = if tab.fsal {
+            add(&mut self.kbar[(s - 1) * n..], &self.pending);
+            self.pending.fill(0.0);
             let kb = &self.kbar[(s - 1) * n..];
             if kb.iter().any(|x| *x != 0.0) {
                 self.vjp.call(t + tab.c[s - 1] * h, &self.u_next, kb);
@@ -326,6 +334,11 @@ impl<'a> Backward<'a> {
             if kb.iter().all(|x| *x == 0.0) {
                 continue;
             }
+            if i == 0 && tab.fsal {
+                // Pulled back together with the earlier step's last stage (see `pending`).
+                self.pending.copy_from_slice(kb);
+                continue;
+            }
             if i == 0 {
                 self.z.copy_from_slice(u);
             } else {
@@ -343,5 +356,15 @@ impl<'a> Backward<'a> {
             }
         }
         lambda.copy_from_slice(&self.ubar);
+    }
+
+    /// After the first step: pulls back its first stage's pending cotangent at (t0, u0).
+    fn flush_first_stage(&mut self, t0: f64, u0: &[f64], lambda: &mut [f64]) {
+        if self.pending.iter().any(|x| *x != 0.0) {
+            self.vjp.call(t0, u0, &self.pending);
+            add(lambda, &self.vjp.gu);
+            add(&mut self.gp, &self.vjp.gp);
+            self.pending.fill(0.0);
+        }
     }
 }

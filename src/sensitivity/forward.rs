@@ -1,23 +1,31 @@
 //! Forward sensitivities: the solver integrates u and S_k = ∂u/∂p_k together
 //! (`diff::forward_sensitivity_system`: S' = ∂f/∂u·S + ∂f/∂p) from S(t0) = ∂u0/∂p.
 //!
-//! Only the state enters the error norm (`SolveOptions::error_components`), so the
-//! augmented solve takes exactly the plain solve's steps and — the same Runge–Kutta map
-//! applied to the tangent system being the tangent of that map — the result is the
+//! Explicit methods: only the state enters the error norm (`SolveOptions::error_components`),
+//! so the augmented solve takes exactly the plain solve's steps and — the same Runge–Kutta
+//! map applied to the tangent system being the tangent of that map — the result is the
 //! derivative of the computed solution, like the discrete adjoint, at a cost that grows
 //! with the number of parameters.
+//!
+//! Stiff methods (rosenbrock23, rodas5, bdf) integrate the same augmented system with its
+//! exact Jacobian (generated: the Jacobian of the sensitivity system, second derivatives
+//! included), all components under error control: the gradient of the continuous problem
+//! to the solve's tolerance.
 
 use super::{Gradient, GradientError, RowLoss};
 use crate::backend::Kernel;
 use crate::program::Program;
-use crate::runtime::{self, OdeRhs, SolveOptions};
-use std::sync::Arc;
+use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions};
+use std::sync::{Arc, OnceLock};
 
 /// The augmented vector field `(t, [u, S], p) → [f, f_u S + f_p]` and ∂u0/∂p.
 pub struct ForwardKernels {
     pub system: Arc<dyn Kernel>,
     /// Column-major n × np.
     pub initial_jacobian: Arc<dyn Kernel>,
+    sys_ir: crate::ir::Function,
+    /// The augmented system's dense Jacobian (column-major), compiled for stiff methods.
+    jacobian: OnceLock<Result<Arc<dyn Kernel>, String>>,
 }
 
 impl ForwardKernels {
@@ -30,17 +38,55 @@ impl ForwardKernels {
         Ok(ForwardKernels {
             system: ks.next().ok_or("missing kernel")?,
             initial_jacobian: ks.next().ok_or("missing kernel")?,
+            sys_ir: sys,
+            jacobian: OnceLock::new(),
         })
+    }
+
+    fn jacobian(&self) -> Result<&Arc<dyn Kernel>, GradientError> {
+        self.jacobian
+            .get_or_init(|| {
+                let jac = crate::diff::jacobian_dense(&self.sys_ir, "U", false);
+                crate::backend::cranelift::compile(&jac)
+                    .map(|k| Arc::new(k) as Arc<dyn Kernel>)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| GradientError::Compile(e.clone()))
     }
 }
 
-/// A kernel `(t, U, p) -> dU` as a vector field.
+/// A kernel `(t, U, p) -> dU` as a vector field, with its Jacobian kernel for stiff methods.
 struct KernelRhs<'a> {
     kernel: &'a dyn Kernel,
+    jacobian: Option<&'a dyn Kernel>,
     p: &'a [f64],
     t: [f64; 1],
     scratch: Vec<f64>,
+    work: Vec<f64>,
     dim: usize,
+}
+
+impl OdeJacobian for KernelRhs<'_> {
+    fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]) {
+        let n = self.dim;
+        let kernel = self
+            .jacobian
+            .expect("the Jacobian kernel is compiled before a stiff solve");
+        self.t[0] = t;
+        self.work.resize(n * n, 0.0);
+        kernel.call(
+            &[&self.t, u, self.p],
+            &mut [&mut self.work],
+            &mut self.scratch,
+        );
+        // Column-major from the kernel, row-major for the solvers.
+        for i in 0..n {
+            for j in 0..n {
+                jac[i * n + j] = self.work[j * n + i];
+            }
+        }
+    }
 }
 
 impl OdeRhs for KernelRhs<'_> {
@@ -62,12 +108,6 @@ pub fn gradient(
     opts: &SolveOptions,
     loss: &dyn RowLoss,
 ) -> Result<Gradient, GradientError> {
-    if opts.method.is_implicit() {
-        return Err(GradientError::Unsupported(format!(
-            "forward sensitivities run with explicit methods; for `{}` use --sensitivity interpolating",
-            opts.method
-        )));
-    }
     let n = prog.dim();
     let np = p.len();
     let dim = n * (1 + np);
@@ -77,20 +117,27 @@ pub fn gradient(
     kernels
         .initial_jacobian
         .call(&[p], &mut [&mut big[n..]], &mut Vec::new());
+    let stiff = opts.method.is_implicit();
     let mut o = opts.clone();
-    o.error_components = Some(n);
+    o.error_components = (!stiff).then_some(n);
     if o.atol.len() > 1 {
         let per = o.atol.clone();
         o.atol = (0..dim).map(|i| per[i % n]).collect();
     }
+    let jacobian = match stiff {
+        true => Some(kernels.jacobian()?.as_ref()),
+        false => None,
+    };
     let mut rhs = KernelRhs {
         kernel: kernels.system.as_ref(),
+        jacobian,
         p,
         t: [0.0],
         scratch: Vec::new(),
+        work: Vec::new(),
         dim,
     };
-    let sol = runtime::solve_with(&mut rhs, &big, &o)?;
+    let sol = runtime::solve_any(&mut rhs, &big, &o)?;
     // Split the saved rows into the state part (for the loss) and the sensitivities.
     let rows = sol.len();
     let mut u = Vec::with_capacity(rows * n);

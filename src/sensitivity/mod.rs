@@ -58,13 +58,12 @@ impl Sensitivity {
 
     /// The `auto` choice: forward sensitivities while the augmented system stays small
     /// (n·(1+np) up to 64 entries and at most 8 params, where one forward sweep beats a
-    /// forward-plus-backward pass); otherwise the discrete adjoint for explicit methods and
-    /// the interpolating adjoint for stiff ones.
+    /// forward-plus-backward pass) and for stiff methods (the adjoints here step with
+    /// explicit methods) and vern7 (its lazy interpolant is not traced, which the adjoints
+    /// need); otherwise the discrete adjoint.
     pub fn auto(n: usize, np: usize, method: Method) -> Sensitivity {
-        if np <= 8 && n * (1 + np) <= 64 {
+        if (np <= 8 && n * (1 + np) <= 64) || method.is_implicit() || method == Method::Vern7 {
             Sensitivity::Forward
-        } else if method.is_implicit() || method == Method::Vern7 {
-            Sensitivity::Interpolating
         } else {
             Sensitivity::Discrete
         }

@@ -92,9 +92,18 @@ pub fn parse_data(text: &str, state_names: &[String]) -> Result<Data, String> {
 /// [`solve_options`]) against the data.
 pub struct Mse<'a> {
     pub data: &'a Data,
+    /// The sum of squares is divided by this: the number of observed cells, or a batch's.
+    pub denom: f64,
 }
 
-impl Mse<'_> {
+impl<'a> Mse<'a> {
+    pub fn new(data: &'a Data) -> Mse<'a> {
+        Mse {
+            data,
+            denom: data.count().max(1) as f64,
+        }
+    }
+
     /// The solution row of each data row (both ascending in time; the solution holds every
     /// distinct data time).
     fn rows(&self, sol_t: &[f64]) -> Vec<usize> {
@@ -112,7 +121,7 @@ impl Mse<'_> {
 
 impl RowLoss for Mse<'_> {
     fn eval(&self, t: &[f64], u: &[f64], dim: usize, grad: &mut [f64]) -> f64 {
-        let count = self.data.count().max(1) as f64;
+        let count = self.denom;
         let mut loss = 0.0;
         for (d, r) in self.rows(t).into_iter().enumerate() {
             for (c, (i, _)) in self.data.columns.iter().enumerate() {
@@ -152,7 +161,90 @@ pub fn loss_and_gradient(
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
     let opts = solve_options(base, data);
-    sensitivity::gradient(kernels, method, p, &opts, &Mse { data }, adjoint)
+    sensitivity::gradient(kernels, method, p, None, &opts, &Mse::new(data), adjoint)
+}
+
+/// Minibatches of time windows (the scheme of torchdiffeq's spiral demo): a window starts
+/// at a fully observed data row, from the observed state there, and spans `len` rows; each
+/// iteration draws `batch` windows uniformly from (seed, iteration) with Philox.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Windows {
+    pub len: usize,
+    pub batch: usize,
+    pub seed: u64,
+}
+
+impl Windows {
+    /// The rows a window may start at: fully observed, with `len` rows from there.
+    pub fn candidates(&self, data: &Data, dim: usize) -> Vec<usize> {
+        let covers_state = (0..dim).all(|i| data.columns.iter().any(|(c, _)| *c == i));
+        if !covers_state || self.len < 2 || self.len > data.times.len() {
+            return Vec::new();
+        }
+        (0..=data.times.len() - self.len)
+            .filter(|&r| data.values[r].iter().all(Option::is_some))
+            .collect()
+    }
+
+    /// The start rows of iteration `iter`'s batch.
+    pub fn draw(&self, candidates: &[usize], iter: u64) -> Vec<usize> {
+        let rng = crate::rng::Stream::new(self.seed, iter);
+        (0..self.batch as u64)
+            .map(|k| {
+                let u = rng.uniform(k);
+                candidates[((u * candidates.len() as f64) as usize).min(candidates.len() - 1)]
+            })
+            .collect()
+    }
+}
+
+/// The MSE over a batch of windows (the mean over every observed cell of every window) and
+/// its gradient; each window's start state is data, not differentiated.
+#[allow(clippy::too_many_arguments)]
+pub fn window_loss_and_gradient(
+    kernels: &Kernels,
+    method: Sensitivity,
+    p: &[f64],
+    data: &Data,
+    base: &SolveOptions,
+    adjoint: AdjointOptions,
+    starts: &[usize],
+    len: usize,
+) -> Result<Gradient, GradientError> {
+    let dim = kernels.program().dim();
+    let window = |s: usize| Data {
+        times: data.times[s..s + len].to_vec(),
+        columns: data.columns.clone(),
+        values: data.values[s..s + len].to_vec(),
+    };
+    let denom = starts
+        .iter()
+        .map(|&s| window(s).count())
+        .sum::<usize>()
+        .max(1) as f64;
+    let mut total = Gradient {
+        loss: 0.0,
+        grad: vec![0.0; p.len()],
+        stats: Default::default(),
+    };
+    for &s in starts {
+        let w = window(s);
+        let mut u0 = vec![0.0; dim];
+        for (c, (i, _)) in w.columns.iter().enumerate() {
+            u0[*i] = w.values[0][c].expect("window starts are fully observed");
+        }
+        let mut o = base.clone();
+        o.t0 = w.times[0];
+        let opts = solve_options(&o, &w);
+        let loss = Mse { data: &w, denom };
+        let g = sensitivity::gradient(kernels, method, p, Some(&u0), &opts, &loss, adjoint)?;
+        total.loss += g.loss;
+        for (a, b) in total.grad.iter_mut().zip(&g.grad) {
+            *a += b;
+        }
+        total.stats.add(&g.stats);
+    }
+    Ok(total)
 }
 
 /// The MSE loss alone (one plain solve).
@@ -166,7 +258,7 @@ pub fn loss(
     let u0 = prog.initial_state(p);
     let sol = prog.solve(p, &u0, &opts)?;
     let mut scratch = vec![0.0; sol.u.len()];
-    Ok(Mse { data }.eval(&sol.t, &sol.u, prog.dim(), &mut scratch))
+    Ok(Mse::new(data).eval(&sol.t, &sol.u, prog.dim(), &mut scratch))
 }
 
 /// The model's solution at the distinct data times (the rows the loss compares).
@@ -350,6 +442,184 @@ fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
     }
+}
+
+/// The optimiser of a [`fit`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    Adam {
+        lr: f64,
+        clip: Option<f64>,
+        weight_decay: f64,
+    },
+    Lbfgs {
+        lr: f64,
+    },
+}
+
+/// Everything a [`fit`] needs besides the model, the data and the solver options.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitOptions {
+    pub optimizer: Optimizer,
+    pub iters: usize,
+    pub sensitivity: Sensitivity,
+    pub adjoint: AdjointOptions,
+    /// L2 penalty weight (0: none).
+    pub l2: f64,
+    /// Minibatches of windows (Adam only); `None`: the full data every iteration.
+    pub windows: Option<Windows>,
+}
+
+/// What a fit reports as it goes.
+pub enum Event<'a> {
+    /// The loss and gradient at the starting params (full data, penalty included).
+    First(&'a Gradient),
+    /// After iteration `done` (1-based): the params and the loss/gradient that drove it
+    /// (a minibatch's with windows, else the full data's at the new params for L-BFGS and
+    /// at the old ones for Adam).
+    Iter {
+        done: usize,
+        p: &'a [f64],
+        g: &'a Gradient,
+    },
+    /// L-BFGS found no step along its search direction that lowers the loss; it stops.
+    Stalled,
+}
+
+#[derive(Debug)]
+pub enum FitError {
+    Gradient(GradientError),
+    /// The loss became non-finite at this iteration; the params are those before it.
+    NonFinite {
+        iter: usize,
+    },
+    /// The event callback asked to stop (e.g. it could not save the params).
+    Callback(String),
+    /// The minibatch windows cannot be drawn from this data (the message says why).
+    Windows(String),
+}
+
+impl std::error::Error for FitError {}
+
+fn lbfgs_chosen(o: Optimizer) -> bool {
+    matches!(o, Optimizer::Lbfgs { .. })
+}
+
+impl std::fmt::Display for FitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FitError::Gradient(e) => write!(f, "{e}"),
+            FitError::NonFinite { iter } => {
+                write!(f, "the loss became non-finite at iteration {iter}")
+            }
+            FitError::Callback(m) | FitError::Windows(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Timings and the loss curve of a fit.
+#[derive(Clone, Debug, Default)]
+pub struct FitReport {
+    pub iters: usize,
+    /// The loss driving each iteration (index 0: the starting params' full loss).
+    pub curve: Vec<f64>,
+    /// Wall time of each loss+gradient evaluation, ms.
+    pub grad_ms: Vec<f64>,
+}
+
+/// Fits `p` (updated in place) to `data`: `fit.iters` optimiser iterations from the
+/// starting params, reporting through `on_event` (an `Err` there stops the fit).
+pub fn fit(
+    kernels: &Kernels,
+    p: &mut [f64],
+    data: &Data,
+    opts: &SolveOptions,
+    fit: &FitOptions,
+    mut on_event: impl FnMut(Event) -> Result<(), String>,
+) -> Result<FitReport, FitError> {
+    let mut report = FitReport::default();
+    let (method, adjoint, l2) = (fit.sensitivity, fit.adjoint, fit.l2);
+    let timed = |q: &[f64], starts: Option<(&[usize], usize)>, times: &mut Vec<f64>| {
+        let t = std::time::Instant::now();
+        let g = match starts {
+            None => loss_and_gradient(kernels, method, q, data, opts, adjoint),
+            Some((s, len)) => {
+                window_loss_and_gradient(kernels, method, q, data, opts, adjoint, s, len)
+            }
+        };
+        let mut g = g.map_err(FitError::Gradient)?;
+        add_l2_penalty(l2, q, &mut g);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        Ok::<_, FitError>(g)
+    };
+    let mut g = timed(p, None, &mut report.grad_ms)?;
+    on_event(Event::First(&g)).map_err(FitError::Callback)?;
+    report.curve.push(g.loss);
+    let candidates = fit
+        .windows
+        .map(|w| w.candidates(data, kernels.program().dim()));
+    if let (Some(w), Some(c)) = (fit.windows, &candidates)
+        && (c.is_empty() || w.batch == 0 || lbfgs_chosen(fit.optimizer))
+    {
+        return Err(FitError::Windows(format!(
+            "minibatch windows of {} rows need adam, a batch size of at least 1, every state entry observed in the data, and a fully observed row with {} rows (at least 2) from it",
+            w.len, w.len
+        )));
+    }
+    let mut adam = match fit.optimizer {
+        Optimizer::Adam {
+            lr,
+            clip,
+            weight_decay,
+        } => {
+            let mut a = Adam::new(lr, p.len());
+            a.clip = clip;
+            a.weight_decay = weight_decay;
+            Some(a)
+        }
+        Optimizer::Lbfgs { .. } => None,
+    };
+    let mut lbfgs = match fit.optimizer {
+        Optimizer::Lbfgs { lr } => Some(Lbfgs::new(lr)),
+        Optimizer::Adam { .. } => None,
+    };
+    while report.iters < fit.iters {
+        let done = report.iters;
+        if !g.loss.is_finite() {
+            return Err(FitError::NonFinite { iter: done });
+        }
+        if let (Some(adam), Some(w), Some(c)) = (adam.as_mut(), fit.windows, &candidates) {
+            let starts = w.draw(c, done as u64);
+            g = timed(p, Some((&starts, w.len)), &mut report.grad_ms)?;
+            if !g.loss.is_finite() {
+                return Err(FitError::NonFinite { iter: done });
+            }
+            adam.update(p, &g.grad);
+        } else if let Some(adam) = adam.as_mut() {
+            adam.update(p, &g.grad);
+            if done + 1 < fit.iters {
+                g = timed(p, None, &mut report.grad_ms)?;
+            }
+        } else if let Some(lbfgs) = lbfgs.as_mut() {
+            let times = &mut report.grad_ms;
+            match lbfgs.step(p, &g, |q| timed(q, None, times))? {
+                LbfgsStep::Moved(next) => g = next,
+                LbfgsStep::Stalled => {
+                    on_event(Event::Stalled).map_err(FitError::Callback)?;
+                    break;
+                }
+            }
+        }
+        report.iters += 1;
+        report.curve.push(g.loss);
+        on_event(Event::Iter {
+            done: report.iters,
+            p,
+            g: &g,
+        })
+        .map_err(FitError::Callback)?;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

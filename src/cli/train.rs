@@ -4,7 +4,7 @@ use super::{CliResult, Failure, exit, read_model};
 use crate::program::{Backend, Program};
 use crate::runtime::{Method, SolveOptions};
 use crate::sensitivity::{AdjointOptions, GradientError, Kernels, Sensitivity};
-use crate::train::{self, Adam, Lbfgs, LbfgsStep};
+use crate::train;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,6 +21,14 @@ pub struct TrainArgs {
     /// Optimiser: adam, or lbfgs (with a backtracking line search; --lr scales its first step).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
+    /// Minibatches of time windows: each iteration fits --batch-size windows of this many
+    /// data rows, each started from the observed state at its first row (every state entry
+    /// must be observed there). Adam only.
+    #[arg(long, value_name = "ROWS")]
+    pub batch_time: Option<usize>,
+    /// Windows per minibatch (with --batch-time).
+    #[arg(long, value_name = "B", default_value_t = 20)]
+    pub batch_size: usize,
     /// Adam: clip the gradient to this global norm.
     #[arg(long, value_name = "NORM")]
     pub clip: Option<f64>,
@@ -166,98 +174,110 @@ pub fn run(a: TrainArgs) -> CliResult {
     let kernels = Kernels::new(&prog);
     kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    let l2 = a.l2;
-    let grad_at = |p: &[f64]| {
-        let mut g = train::loss_and_gradient(&kernels, sensitivity, p, &data, &opts, adjoint)
-            .map_err(gradient_failure)?;
-        train::add_l2_penalty(l2, p, &mut g);
-        Ok::<_, Failure>(g)
+    let p_start = p.clone();
+    let optimizer = match a.optimizer.as_str() {
+        "lbfgs" => train::Optimizer::Lbfgs { lr: a.lr },
+        _ => train::Optimizer::Adam {
+            lr: a.lr,
+            clip: a.clip,
+            weight_decay: a.weight_decay,
+        },
     };
-    let mut grad_times = Vec::new();
-    let t = Instant::now();
-    let first = grad_at(&p)?;
-    grad_times.push(t.elapsed().as_secs_f64() * 1e3);
-    let first_gradient_ms = started.elapsed().as_secs_f64() * 1e3;
-    for _ in 1..a.repeat {
-        let t = Instant::now();
-        grad_at(&p)?;
-        grad_times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    if let Some(path) = &a.dump_gradient {
-        let json = crate::params::to_json(&prog.layout, &first.grad).to_string();
-        super::write_output(Some(path), &(json + "\n"))?;
-    }
-    let mut eval = |q: &[f64]| {
-        let t = Instant::now();
-        let g = grad_at(q);
-        grad_times.push(t.elapsed().as_secs_f64() * 1e3);
-        g
-    };
-    let mut optimizer = match a.optimizer.as_str() {
-        "lbfgs" => Optimizer::Lbfgs(Lbfgs::new(a.lr)),
-        _ => {
-            let mut adam = Adam::new(a.lr, p.len());
-            adam.clip = a.clip;
-            adam.weight_decay = a.weight_decay;
-            Optimizer::Adam(adam)
-        }
+    let fit_options = train::FitOptions {
+        optimizer,
+        iters: a.iters,
+        sensitivity,
+        adjoint,
+        l2: a.l2,
+        windows: a.batch_time.map(|len| train::Windows {
+            len,
+            batch: a.batch_size,
+            seed: a.seed,
+        }),
     };
     let progress = Progress::new(a.iters as u64);
-    let mut curve = vec![first.loss];
-    let mut g = first;
-    let mut done = 0;
-    while done < a.iters {
-        if !g.loss.is_finite() {
-            progress.finish();
-            return Err(Failure {
-                code: exit::SOLVER,
-                message: format!("error: the loss became non-finite at iteration {done}"),
-            });
+    let mut first_gradient_ms = 0.0;
+    let layout = &prog.layout;
+    // The newest params whose loss was finite: saved at most once a second while the fit
+    // runs, and whatever ends the fit, so that an interrupted run loses little and a failed
+    // one leaves no bad params on disk.
+    let mut last_good = p.clone();
+    let mut last_save = Instant::now();
+    let save = |q: &[f64]| -> Result<(), Failure> {
+        match &a.save_params {
+            Some(path) => {
+                let json = crate::params::to_json(layout, q).to_string();
+                super::write_output(Some(path), &(json + "\n"))
+            }
+            None => Ok(()),
         }
-        match &mut optimizer {
-            Optimizer::Adam(adam) => {
-                adam.update(&mut p, &g.grad);
-                if done + 1 < a.iters {
-                    g = eval(&p)?;
+    };
+    let on_event = |e: train::Event| -> Result<(), String> {
+        match e {
+            train::Event::First(g) => {
+                first_gradient_ms = started.elapsed().as_secs_f64() * 1e3;
+                if let Some(path) = &a.dump_gradient {
+                    let json = crate::params::to_json(layout, &g.grad).to_string();
+                    super::write_output(Some(path), &(json + "\n")).map_err(|f| f.message)?;
                 }
             }
-            Optimizer::Lbfgs(lbfgs) => match lbfgs.step(&mut p, &g, &mut eval)? {
-                LbfgsStep::Moved(next) => g = next,
-                LbfgsStep::Stalled => {
-                    progress.note(
-                        "L-BFGS: no step along the search direction lowers the loss; stopping",
-                    );
-                    break;
+            train::Event::Iter { done, p, g } => {
+                if g.loss.is_finite() {
+                    last_good.copy_from_slice(p);
+                    if last_save.elapsed().as_secs_f64() >= 1.0 {
+                        save(p).map_err(|f| f.message)?;
+                        last_save = Instant::now();
+                    }
                 }
-            },
+                progress.update(done as u64, g.loss, train::norm(&g.grad));
+            }
+            train::Event::Stalled => progress
+                .note("L-BFGS: no step along the search direction lowers the loss; stopping"),
         }
-        done += 1;
-        if let Some(path) = &a.save_params {
-            // Keep the last good params on disk: an interrupted run loses nothing.
-            let json = crate::params::to_json(&prog.layout, &p).to_string();
-            super::write_output(Some(path), &(json + "\n"))?;
-        }
-        curve.push(g.loss);
-        progress.update(done as u64, g.loss, train::norm(&g.grad));
-    }
+        Ok(())
+    };
+    let fitted = train::fit(&kernels, &mut p, &data, &opts, &fit_options, on_event);
     progress.finish();
-    let final_loss = train::loss(&prog, &p, &data, &opts).map_err(|e| Failure {
-        code: exit::SOLVER,
-        message: format!("error: {e}"),
-    })?;
-    if !final_loss.is_finite() {
-        return Err(Failure {
-            code: exit::SOLVER,
-            message: "error: the final loss is non-finite".to_string(),
-        });
+    if fitted.is_err() {
+        save(&last_good)?;
     }
+    let report = fitted.map_err(|e| match e {
+        train::FitError::Gradient(g) => gradient_failure(g),
+        train::FitError::NonFinite { .. } => Failure {
+            code: exit::SOLVER,
+            message: format!("error: {e}"),
+        },
+        train::FitError::Callback(m) => Failure::usage(m),
+        train::FitError::Windows(m) => Failure::usage(format!("error: --batch-time: {m}")),
+    })?;
+    let (done, mut curve) = (report.iters, report.curve);
+    let mut grad_times = report.grad_ms;
+    // --repeat: more evaluations at the starting params, after the fit so that
+    // first_gradient_ms stays the time to the first gradient.
+    for _ in 1..a.repeat {
+        let t = Instant::now();
+        train::loss_and_gradient(&kernels, sensitivity, &p_start, &data, &opts, adjoint)
+            .map_err(gradient_failure)?;
+        grad_times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let final_loss = match train::loss(&prog, &p, &data, &opts) {
+        Ok(l) if l.is_finite() => l,
+        other => {
+            save(&last_good)?;
+            let why = match other {
+                Err(e) => e.to_string(),
+                Ok(_) => "the final loss is non-finite".into(),
+            };
+            return Err(Failure {
+                code: exit::SOLVER,
+                message: format!("error: {why} (the last params with a finite loss are saved)"),
+            });
+        }
+    };
     if done > 0 {
         *curve.last_mut().expect("not empty") = final_loss;
     }
-    if let Some(path) = &a.save_params {
-        let json = crate::params::to_json(&prog.layout, &p).to_string();
-        super::write_output(Some(path), &(json + "\n"))?;
-    }
+    save(&p)?;
     if let Some(path) = &a.plot {
         let fit = train::predictions(&prog, &p, &data, &opts).map_err(|e| Failure {
             code: exit::SOLVER,
@@ -281,11 +301,6 @@ pub fn run(a: TrainArgs) -> CliResult {
         println!("{v}");
     }
     Ok(())
-}
-
-enum Optimizer {
-    Adam(Adam),
-    Lbfgs(Lbfgs),
 }
 
 /// A progress bar (loss, gradient norm, it/s) on a terminal; elsewhere a line every tenth

@@ -28,6 +28,7 @@ pub fn gradient(
     kernels: &AdjointKernels,
     method: Sensitivity,
     p: &[f64],
+    start: Option<&[f64]>,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
     seminorm: bool,
@@ -45,7 +46,7 @@ pub fn gradient(
     }
     let n = prog.dim();
     let np = p.len();
-    let u0 = prog.initial_state(p);
+    let u0 = start.map_or_else(|| prog.initial_state(p), <[f64]>::to_vec);
     let mut trace = Trace::new(None);
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
@@ -118,7 +119,9 @@ pub fn gradient(
             *g += q;
         }
     }
-    kernels.initial_vjp(p, lambda, &mut grad);
+    if start.is_none() {
+        kernels.initial_vjp(p, lambda, &mut grad);
+    }
     Ok(Gradient {
         loss: value,
         grad,

@@ -25,6 +25,7 @@ pub fn gradient(
     prog: &Program,
     kernels: &AdjointKernels,
     p: &[f64],
+    start: Option<&[f64]>,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
     checkpoints: Option<usize>,
@@ -41,7 +42,7 @@ pub fn gradient(
         ));
     }
     let n = prog.dim();
-    let u0 = prog.initial_state(p);
+    let u0 = start.map_or_else(|| prog.initial_state(p), <[f64]>::to_vec);
     let mut trace = Trace::new(checkpoints);
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
@@ -61,7 +62,9 @@ pub fn gradient(
         add(&mut lambda, &seeds[r * n..(r + 1) * n]);
     }
     let mut grad = back.gp;
-    kernels.initial_vjp(p, &lambda, &mut grad);
+    if start.is_none() {
+        kernels.initial_vjp(p, &lambda, &mut grad);
+    }
     Ok(Gradient {
         loss: value,
         grad,

@@ -105,18 +105,23 @@ pub fn gradient(
     prog: &Program,
     kernels: &ForwardKernels,
     p: &[f64],
+    start: Option<&[f64]>,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
 ) -> Result<Gradient, GradientError> {
     let n = prog.dim();
     let np = p.len();
     let dim = n * (1 + np);
-    let u0 = prog.initial_state(p);
     let mut big = vec![0.0; dim];
-    big[..n].copy_from_slice(&u0);
-    kernels
-        .initial_jacobian
-        .call(&[p], &mut [&mut big[n..]], &mut Vec::new());
+    match start {
+        Some(u0) => big[..n].copy_from_slice(u0),
+        None => {
+            big[..n].copy_from_slice(&prog.initial_state(p));
+            kernels
+                .initial_jacobian
+                .call(&[p], &mut [&mut big[n..]], &mut Vec::new());
+        }
+    }
     let stiff = opts.method.is_implicit();
     let mut o = opts.clone();
     o.error_components = (!stiff).then_some(n);

@@ -111,6 +111,8 @@ impl std::fmt::Display for GradientError {
     }
 }
 
+impl std::error::Error for GradientError {}
+
 /// The generated kernels every method may need, compiled on first use.
 pub struct Kernels<'a> {
     prog: &'a Program,
@@ -125,6 +127,10 @@ impl<'a> Kernels<'a> {
             forward: OnceLock::new(),
             adjoint: OnceLock::new(),
         }
+    }
+
+    pub fn program(&self) -> &'a Program {
+        self.prog
     }
 
     /// Compiles what `method` needs now (so that compile time is not charged to a gradient).
@@ -168,11 +174,13 @@ impl Default for AdjointOptions {
     }
 }
 
-/// The loss at `p` and its gradient by `method`.
+/// The loss at `p` and its gradient by `method`. The solve starts from the model's initial
+/// state (a function of `p`, differentiated too) or from a given `start` state (a constant).
 pub fn gradient(
     kernels: &Kernels,
     method: Sensitivity,
     p: &[f64],
+    start: Option<&[f64]>,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
     adjoint: AdjointOptions,
@@ -184,16 +192,23 @@ pub fn gradient(
         ));
     }
     match method {
-        Sensitivity::Forward => forward::gradient(prog, kernels.forward()?, p, opts, loss),
-        Sensitivity::Discrete => {
-            discrete::gradient(prog, kernels.adjoint()?, p, opts, loss, adjoint.checkpoints)
-        }
+        Sensitivity::Forward => forward::gradient(prog, kernels.forward()?, p, start, opts, loss),
+        Sensitivity::Discrete => discrete::gradient(
+            prog,
+            kernels.adjoint()?,
+            p,
+            start,
+            opts,
+            loss,
+            adjoint.checkpoints,
+        ),
         Sensitivity::Backsolve | Sensitivity::Interpolating | Sensitivity::Quadrature => {
             continuous::gradient(
                 prog,
                 kernels.adjoint()?,
                 method,
                 p,
+                start,
                 opts,
                 loss,
                 adjoint.seminorm,

@@ -5,6 +5,7 @@
 //! Predictions at data times come from the solver's dense output (the solver does not step
 //! onto each data time).
 
+use crate::backend::Kernel;
 use crate::program::Program;
 use crate::runtime::{SaveAt, SolveError, SolveOptions};
 use crate::sensitivity::{
@@ -15,7 +16,8 @@ use crate::sensitivity::{
 #[derive(Clone, Debug, PartialEq)]
 pub struct Data {
     pub times: Vec<f64>,
-    /// The state entry (index in the state vector) of each column, and its name.
+    /// What each column observes, as an index into the trajectory row after `t` (state
+    /// entries, then output entries), and its name.
     pub columns: Vec<(usize, String)>,
     /// `values[row][col]`; `None` is a missing observation.
     pub values: Vec<Vec<Option<f64>>>,
@@ -28,9 +30,10 @@ impl Data {
     }
 }
 
-/// Reads a data CSV: header `t,<state entry names>`, empty cells allowed. Errors name the
-/// line and field (the caller adds the file name).
-pub fn parse_data(text: &str, state_names: &[String]) -> Result<Data, String> {
+/// Reads a data CSV: header `t,<names>` where each name is a state or output entry of the
+/// model (`names`: the row layout, states then outputs), empty cells allowed. Errors name
+/// the line and field (the caller adds the file name).
+pub fn parse_data(text: &str, names: &[String]) -> Result<Data, String> {
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -44,17 +47,18 @@ pub fn parse_data(text: &str, state_names: &[String]) -> Result<Data, String> {
         }
         return Err("the header must start with `t`".to_string());
     }
-    let mut columns = Vec::new();
+    let mut columns: Vec<(usize, String)> = Vec::new();
     for h in headers.iter().skip(1) {
-        match state_names.iter().position(|n| n == h) {
-            Some(i) => columns.push((i, h.to_string())),
-            None => {
-                return Err(format!(
-                    "header: `{h}` is not a state entry of the model (outputs cannot be fitted yet); states: {}",
-                    state_names.join(", ")
-                ));
-            }
+        let Some(i) = names.iter().position(|n| n == h) else {
+            return Err(format!(
+                "header: `{h}` is not a state or output entry of the model (entries: {})",
+                names.join(", ")
+            ));
+        };
+        if columns.iter().any(|(j, _)| *j == i) {
+            return Err(format!("header: `{h}` appears twice"));
         }
+        columns.push((i, h.to_string()));
     }
     let mut rows: Vec<(f64, Vec<Option<f64>>)> = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -94,13 +98,26 @@ pub struct Mse<'a> {
     pub data: &'a Data,
     /// The sum of squares is divided by this: the number of observed cells, or a batch's.
     pub denom: f64,
+    /// How to evaluate (and differentiate) observed outputs, when a column is one.
+    pub outputs: Option<OutputEval<'a>>,
+}
+
+/// The model's outputs `o(t, u, p)` at params `p`, and their VJP
+/// `(t, u, p, w) → (wᵀ∂o/∂u, wᵀ∂o/∂p)` when gradients are wanted.
+#[derive(Clone, Copy)]
+pub struct OutputEval<'a> {
+    pub value: &'a dyn Kernel,
+    pub vjp: Option<&'a dyn Kernel>,
+    pub p: &'a [f64],
 }
 
 impl<'a> Mse<'a> {
-    pub fn new(data: &'a Data) -> Mse<'a> {
+    /// The loss against `data` (columns index the row of states then outputs).
+    pub fn new(data: &'a Data, outputs: Option<OutputEval<'a>>) -> Mse<'a> {
         Mse {
             data,
             denom: data.count().max(1) as f64,
+            outputs,
         }
     }
 
@@ -120,15 +137,56 @@ impl<'a> Mse<'a> {
 }
 
 impl RowLoss for Mse<'_> {
-    fn eval(&self, t: &[f64], u: &[f64], dim: usize, grad: &mut [f64]) -> f64 {
+    fn eval(
+        &self,
+        t: &[f64],
+        u: &[f64],
+        dim: usize,
+        grad_u: &mut [f64],
+        grad_p: &mut [f64],
+    ) -> f64 {
         let count = self.denom;
+        let observes_outputs = self.data.columns.iter().any(|(i, _)| *i >= dim);
+        let outputs = self.outputs.filter(|_| observes_outputs);
+        let n_out = outputs.map_or(0, |o| o.value.out_lens()[0]);
+        let (mut o, mut w) = (vec![0.0; n_out], vec![0.0; n_out]);
+        let mut gp = vec![0.0; grad_p.len()];
+        let mut gu = vec![0.0; dim];
+        let mut scratch = Vec::new();
         let mut loss = 0.0;
         for (d, r) in self.rows(t).into_iter().enumerate() {
+            let row = &u[r * dim..(r + 1) * dim];
+            if let Some(out) = outputs {
+                out.value
+                    .call(&[&[t[r]], row, out.p], &mut [&mut o], &mut scratch);
+                w.fill(0.0);
+            }
             for (c, (i, _)) in self.data.columns.iter().enumerate() {
                 if let Some(v) = self.data.values[d][c] {
-                    let resid = u[r * dim + i] - v;
+                    let pred = if *i < dim { row[*i] } else { o[*i - dim] };
+                    let resid = pred - v;
                     loss += resid * resid;
-                    grad[r * dim + i] += 2.0 * resid / count;
+                    if *i < dim {
+                        grad_u[r * dim + i] += 2.0 * resid / count;
+                    } else {
+                        w[*i - dim] += 2.0 * resid / count;
+                    }
+                }
+            }
+            if let Some(vjp) = outputs.and_then(|o| o.vjp)
+                && w.iter().any(|x| *x != 0.0)
+            {
+                let p = outputs.expect("checked").p;
+                vjp.call(
+                    &[&[t[r]], row, p, &w],
+                    &mut [&mut gu, &mut gp],
+                    &mut scratch,
+                );
+                for (a, b) in grad_u[r * dim..(r + 1) * dim].iter_mut().zip(&gu) {
+                    *a += b;
+                }
+                for (a, b) in grad_p.iter_mut().zip(&gp) {
+                    *a += b;
                 }
             }
         }
@@ -161,7 +219,25 @@ pub fn loss_and_gradient(
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
     let opts = solve_options(base, data);
-    sensitivity::gradient(kernels, method, p, None, &opts, &Mse::new(data), adjoint)
+    let loss = Mse::new(data, output_eval(kernels, p, data)?);
+    sensitivity::gradient(kernels, method, p, None, &opts, &loss, adjoint)
+}
+
+/// The output kernels when `data` observes outputs (compiling their VJP on first use).
+fn output_eval<'a>(
+    kernels: &'a Kernels,
+    p: &'a [f64],
+    data: &Data,
+) -> Result<Option<OutputEval<'a>>, GradientError> {
+    let prog = kernels.program();
+    if data.columns.iter().all(|(i, _)| *i < prog.dim()) {
+        return Ok(None);
+    }
+    Ok(Some(OutputEval {
+        value: prog.outputs.as_ref(),
+        vjp: Some(kernels.output_vjp()?),
+        p,
+    }))
 }
 
 /// Minibatches of time windows (the scheme of torchdiffeq's spiral demo): a window starts
@@ -236,7 +312,11 @@ pub fn window_loss_and_gradient(
         let mut o = base.clone();
         o.t0 = w.times[0];
         let opts = solve_options(&o, &w);
-        let loss = Mse { data: &w, denom };
+        let loss = Mse {
+            data: &w,
+            denom,
+            outputs: output_eval(kernels, p, &w)?,
+        };
         let g = sensitivity::gradient(kernels, method, p, Some(&u0), &opts, &loss, adjoint)?;
         total.loss += g.loss;
         for (a, b) in total.grad.iter_mut().zip(&g.grad) {
@@ -258,18 +338,35 @@ pub fn loss(
     let u0 = prog.initial_state(p);
     let sol = prog.solve(p, &u0, &opts)?;
     let mut scratch = vec![0.0; sol.u.len()];
-    Ok(Mse::new(data).eval(&sol.t, &sol.u, prog.dim(), &mut scratch))
+    let outputs = OutputEval {
+        value: prog.outputs.as_ref(),
+        vjp: None,
+        p,
+    };
+    let mut gp = vec![0.0; p.len()];
+    Ok(Mse::new(data, Some(outputs)).eval(&sol.t, &sol.u, prog.dim(), &mut scratch, &mut gp))
 }
 
-/// The model's solution at the distinct data times (the rows the loss compares).
+/// The model's rows (states, then outputs) at the distinct data times: what the loss
+/// compares with the data. Returns the times and the rows.
 pub fn predictions(
     prog: &Program,
     p: &[f64],
     data: &Data,
     base: &SolveOptions,
-) -> Result<crate::runtime::Solution, SolveError> {
+) -> Result<(Vec<f64>, Vec<Vec<f64>>), SolveError> {
     let opts = solve_options(base, data);
-    prog.solve(p, &prog.initial_state(p), &opts)
+    let sol = prog.solve(p, &prog.initial_state(p), &opts)?;
+    let outs = prog.outputs_of(&sol, p);
+    let no = prog.output_len();
+    let rows = (0..sol.len())
+        .map(|r| {
+            let mut row = sol.row(r).to_vec();
+            row.extend_from_slice(&outs[r * no..(r + 1) * no]);
+            row
+        })
+        .collect();
+    Ok((sol.t, rows))
 }
 
 /// loss += l2·Σ p_k², grad += 2·l2·p (every param and weight).

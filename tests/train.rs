@@ -12,7 +12,7 @@ use ndec::train::{self, Adam};
 
 fn setup(text: &str, data: &str) -> (Program, train::Data, SolveOptions) {
     let prog = Program::compile(&Source::new("m.nde", text), Backend::Jit).unwrap();
-    let data = train::parse_data(data, &prog.model.state_names()).unwrap();
+    let data = train::parse_data(data, &prog.model.row_names()).unwrap();
     let mut opts = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
     opts.rtol = 1e-12;
     opts.atol = vec![1e-12];
@@ -113,6 +113,16 @@ fn a_universal_de_with_an_mlp_gets_exact_weight_gradients() {
     check_all_methods(
         "param a = 1.3\nnet nn = mlp(2 -> 4 -> 2, tanh, init = glorot(seed = 3))\nstate x = 0.5\nstate y = 1.2\nlet z = nn([x, y])\nx' = a*x - x*y + z[0]\ny' = x*y - y + z[1]\n",
         "t,x,y\n0.5,0.6,1.0\n1.0,0.8,0.9\n",
+    );
+}
+
+/// Observed outputs: an output that depends on params directly (its ∂o/∂p enters the
+/// gradient) and a vector output, mixed with a state column and missing cells.
+#[test]
+fn observed_outputs_get_exact_gradients() {
+    check_all_methods(
+        "param a = 1.5, b = 1.0, c = 3.0, d = 1.0, s = 0.7\nstate x = 1.0\nstate y = 1.0\nx' = a*x - b*x*y\ny' = c*x*y - d*y\noutput m = s*x*y\noutput r = [x + y, x/y]\n",
+        "t,m,x,r[1]\n0.5,0.6,0.9,\n1.0,,1.1,0.9\n2.5,0.2,,2.0\n",
     );
 }
 

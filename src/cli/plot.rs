@@ -3,14 +3,14 @@
 //! Rendered in memory, then written like every output file: complete or absent.
 
 use super::Failure;
-use crate::runtime::Solution;
 use crate::train::Data;
 use plotters::prelude::*;
 use std::path::Path;
 
 /// Left: loss per iteration (log scale). Right: each observed column's data points and the
 /// model's values at the data times.
-pub fn training(path: &Path, curve: &[f64], data: &Data, fit: &Solution) -> Result<(), Failure> {
+/// `fit`: the model's times and rows (states, then outputs) at the data times.
+pub fn training(path: &Path, curve: &[f64], data: &Data, fit: &Fit) -> Result<(), Failure> {
     let mut svg = String::new();
     draw(&mut svg, curve, data, fit)
         .map_err(|e| Failure::usage(format!("error: cannot draw the plot: {e}")))?;
@@ -18,8 +18,9 @@ pub fn training(path: &Path, curve: &[f64], data: &Data, fit: &Solution) -> Resu
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
+type Fit = (Vec<f64>, Vec<Vec<f64>>);
 
-fn draw(svg: &mut String, curve: &[f64], data: &Data, fit: &Solution) -> DrawResult {
+fn draw(svg: &mut String, curve: &[f64], data: &Data, fit: &Fit) -> DrawResult {
     let root = SVGBackend::with_string(svg, (1100, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(480);
@@ -65,14 +66,15 @@ where
 fn fit_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     data: &Data,
-    fit: &Solution,
+    fit: &Fit,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
+    let (times, rows) = fit;
     let (t0, t1) = (
-        fit.t.first().copied().unwrap_or(0.0),
-        fit.t.last().copied().unwrap_or(1.0),
+        times.first().copied().unwrap_or(0.0),
+        times.last().copied().unwrap_or(1.0),
     );
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
@@ -80,9 +82,9 @@ where
         lo = lo.min(*v);
         hi = hi.max(*v);
     }
-    for r in 0..fit.len() {
+    for row in rows {
         for (i, _) in &data.columns {
-            let v = fit.row(r)[*i];
+            let v = row[*i];
             if v.is_finite() {
                 lo = lo.min(v);
                 hi = hi.max(v);
@@ -105,7 +107,7 @@ where
         let colour = Palette99::pick(c).to_rgba();
         chart
             .draw_series(LineSeries::new(
-                (0..fit.len()).map(|r| (fit.t[r], fit.row(r)[*i])),
+                times.iter().zip(rows).map(|(t, row)| (*t, row[*i])),
                 colour.stroke_width(2),
             ))?
             .label(name.clone())

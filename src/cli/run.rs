@@ -417,8 +417,7 @@ fn to_csv(prog: &Program, sols: &[(usize, Solution, Vec<f64>)], ensemble: bool) 
         header.push("traj".into());
     }
     header.push("t".into());
-    header.extend(prog.model.state_names());
-    header.extend(prog.model.output_names());
+    header.extend(prog.model.row_names());
     out.push_str(&header.join(","));
     out.push('\n');
     let mut buf = ryu::Buffer::new();

@@ -137,7 +137,7 @@ pub fn run(a: TrainArgs) -> CliResult {
     let name = a.data.display().to_string();
     let text = std::fs::read_to_string(&a.data)
         .map_err(|e| Failure::usage(format!("error: cannot read data file `{name}`: {e}")))?;
-    let data = train::parse_data(&text, &prog.model.state_names())
+    let data = train::parse_data(&text, &prog.model.row_names())
         .map_err(|e| Failure::usage(format!("error: data file `{name}`: {e}")))?;
     let defaults = &prog.model.solve;
     let method_name = a

@@ -428,4 +428,10 @@ impl Model {
             .flat_map(OutputDef::entry_names)
             .collect()
     }
+    /// The columns of a trajectory row after `t`: state entries, then output entries.
+    pub fn row_names(&self) -> Vec<String> {
+        let mut names = self.state_names();
+        names.extend(self.output_names());
+        names
+    }
 }

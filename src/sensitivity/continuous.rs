@@ -51,7 +51,8 @@ pub fn gradient(
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
     let mut seeds = vec![0.0; sol.u.len()];
-    let value = loss.eval(&sol.t, &sol.u, n, &mut seeds);
+    let mut grad = vec![0.0; np];
+    let value = loss.eval(&sol.t, &sol.u, n, &mut seeds, &mut grad);
     let mut stats = sol.stats;
 
     let (u_len, q_len) = match method {
@@ -82,7 +83,6 @@ pub fn gradient(
     if u_len > 0 {
         y[..n].copy_from_slice(&trace.u_end);
     }
-    let mut grad = vec![0.0; np];
     let mut btrace = Trace::new(None);
     // Rows 0..r are still to come; segments between saved times run last to first, each
     // starting with the jumps of the rows at its upper end.

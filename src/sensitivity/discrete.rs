@@ -47,7 +47,8 @@ pub fn gradient(
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
     let mut seeds = vec![0.0; sol.u.len()];
-    let value = loss.eval(&sol.t, &sol.u, n, &mut seeds);
+    let mut direct = vec![0.0; p.len()];
+    let value = loss.eval(&sol.t, &sol.u, n, &mut seeds, &mut direct);
 
     let rows = rows_by_step(&sol.t, &trace, opts.t0);
     let mut back = Backward::new(&tab, kind, n, p.len(), kernels, p);
@@ -62,6 +63,9 @@ pub fn gradient(
         add(&mut lambda, &seeds[r * n..(r + 1) * n]);
     }
     let mut grad = back.gp;
+    for (g, d) in grad.iter_mut().zip(&direct) {
+        *g += d;
+    }
     if start.is_none() {
         kernels.initial_vjp(p, &lambda, &mut grad);
     }

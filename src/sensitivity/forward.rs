@@ -150,8 +150,8 @@ pub fn gradient(
         u.extend_from_slice(&sol.row(r)[..n]);
     }
     let mut seeds = vec![0.0; rows * n];
-    let value = loss.eval(&sol.t, &u, n, &mut seeds);
     let mut grad = vec![0.0; np];
+    let value = loss.eval(&sol.t, &u, n, &mut seeds, &mut grad);
     for r in 0..rows {
         let row = sol.row(r);
         let seed = &seeds[r * n..(r + 1) * n];

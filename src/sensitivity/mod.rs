@@ -70,11 +70,13 @@ impl Sensitivity {
     }
 }
 
-/// A loss on the saved rows of a solution.
+/// A loss on the saved rows of a solution (and possibly on `p` directly, e.g. through
+/// observed outputs that depend on params).
 pub trait RowLoss {
-    /// Returns L and writes ∂L/∂(saved value) into `grad` (the layout of `u`: one row of
-    /// `dim` per saved time). `grad` arrives zeroed.
-    fn eval(&self, t: &[f64], u: &[f64], dim: usize, grad: &mut [f64]) -> f64;
+    /// Returns L, adds ∂L/∂(saved value) into `grad_u` (the layout of `u`: one row of
+    /// `dim` per saved time) and the direct ∂L/∂p into `grad_p`. Both arrive zeroed.
+    fn eval(&self, t: &[f64], u: &[f64], dim: usize, grad_u: &mut [f64], grad_p: &mut [f64])
+    -> f64;
 }
 
 /// A loss, its gradient with respect to every entry of `p`, and the solver's work.
@@ -118,6 +120,7 @@ pub struct Kernels<'a> {
     prog: &'a Program,
     forward: OnceLock<Result<forward::ForwardKernels, String>>,
     adjoint: OnceLock<Result<AdjointKernels, String>>,
+    output_vjp: OnceLock<Result<Arc<dyn Kernel>, String>>,
 }
 
 impl<'a> Kernels<'a> {
@@ -126,6 +129,7 @@ impl<'a> Kernels<'a> {
             prog,
             forward: OnceLock::new(),
             adjoint: OnceLock::new(),
+            output_vjp: OnceLock::new(),
         }
     }
 
@@ -139,6 +143,20 @@ impl<'a> Kernels<'a> {
             Sensitivity::Forward => self.forward().map(|_| ()),
             _ => self.adjoint().map(|_| ()),
         }
+    }
+
+    /// The outputs' VJP `(t, u, p, w) → (wᵀ∂o/∂u, wᵀ∂o/∂p)`, for losses on outputs.
+    pub fn output_vjp(&self) -> Result<&dyn Kernel, GradientError> {
+        self.output_vjp
+            .get_or_init(|| {
+                let f = crate::diff::vjp(&self.prog.ir.outputs, &["u", "p"], false);
+                crate::backend::cranelift::compile(&f)
+                    .map(|k| Arc::new(k) as Arc<dyn Kernel>)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map(|k| k.as_ref())
+            .map_err(|e| GradientError::Compile(e.clone()))
     }
 
     fn forward(&self) -> Result<&forward::ForwardKernels, GradientError> {

@@ -48,16 +48,23 @@ pub fn fit_spiral(verbose: bool) -> Result<(f64, f64, usize), Box<dyn std::error
             seed: 0,
         }),
     };
-    let report = train::fit(&kernels, &mut p, &data, &opts, &fit, |e| {
-        if let Event::Iter { done, g, .. } = e
-            && verbose
-            && done % 500 == 0
-        {
-            println!("iter {done:5}  minibatch loss {:.3e}", g.loss);
-        }
-        Ok(())
-    })?;
-    let end = train::loss(&prog, &p, &data, &opts)?;
+    let report = train::fit(
+        &kernels,
+        &mut p,
+        std::slice::from_ref(&data),
+        &opts,
+        &fit,
+        |e| {
+            if let Event::Iter { done, g, .. } = e
+                && verbose
+                && done % 500 == 0
+            {
+                println!("iter {done:5}  minibatch loss {:.3e}", g.loss);
+            }
+            Ok(())
+        },
+    )?;
+    let end = train::loss(&prog, &p, std::slice::from_ref(&data), &opts)?;
     Ok((report.curve[0], end, report.iters))
 }
 
@@ -72,6 +79,8 @@ fn spiral_data() -> Result<Data, Box<dyn std::error::Error>> {
     opts.saveat = SaveAt::Times(times.clone());
     let sol = truth.solve(&p, &truth.initial_state(&p), &opts)?;
     Ok(Data {
+        traj: None,
+        fixed: Vec::new(),
         values: (0..sol.len())
             .map(|r| sol.row(r).iter().map(|v| Some(*v)).collect())
             .collect(),

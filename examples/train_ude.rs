@@ -46,6 +46,8 @@ pub fn fit_ude() -> Result<UdeResult, Box<dyn std::error::Error>> {
     let reference = solve(&truth, &truth.default_params(), &times, 1e-12)?;
     let seen = times.iter().filter(|t| **t <= 6.0 + 1e-9).count();
     let data = Data {
+        traj: None,
+        fixed: Vec::new(),
         times: times[..seen].to_vec(),
         columns: vec![(0, "x".into()), (1, "y".into())],
         values: reference[..seen]
@@ -76,12 +78,26 @@ pub fn fit_ude() -> Result<UdeResult, Box<dyn std::error::Error>> {
             seed: 0,
         }),
     };
-    train::fit(&kernels, &mut p, &data, &opts, &stage, |_| Ok(()))?;
+    train::fit(
+        &kernels,
+        &mut p,
+        std::slice::from_ref(&data),
+        &opts,
+        &stage,
+        |_| Ok(()),
+    )?;
     stage.optimizer = Optimizer::Lbfgs { lr: 0.01 };
     stage.iters = 2000;
     stage.windows = None;
-    train::fit(&kernels, &mut p, &data, &opts, &stage, |_| Ok(()))?;
-    let fit_loss = train::loss(&prog, &p, &data, &opts)?;
+    train::fit(
+        &kernels,
+        &mut p,
+        std::slice::from_ref(&data),
+        &opts,
+        &stage,
+        |_| Ok(()),
+    )?;
+    let fit_loss = train::loss(&prog, &p, std::slice::from_ref(&data), &opts)?;
     let extrapolation_rms = rms_after(&solve(&prog, &p, &times, 1e-9)?, &reference, seen);
     Ok(UdeResult {
         fit_loss,

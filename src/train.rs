@@ -6,15 +6,22 @@
 //! onto each data time).
 
 use crate::backend::Kernel;
+use crate::ensemble::Target;
 use crate::program::Program;
 use crate::runtime::{SaveAt, SolveError, SolveOptions};
 use crate::sensitivity::{
-    self, AdjointOptions, Gradient, GradientError, Kernels, RowLoss, Sensitivity,
+    self, AdjointOptions, Gradient, GradientError, Kernels, RowLoss, Sensitivity, Start,
 };
 
-/// Observations: rows at `times` (sorted ascending), one column per observed state entry.
-#[derive(Clone, Debug, PartialEq)]
+/// Observations of one trajectory: rows at `times` (sorted ascending), one column per
+/// observed state or output entry.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Data {
+    /// The `traj` value of these rows, when the file has that column.
+    pub traj: Option<usize>,
+    /// Params and initial state entries set for this trajectory (from a vary file): the
+    /// params are constants here (they get no gradient from it), the states start there.
+    pub fixed: Vec<(Target, f64)>,
     pub times: Vec<f64>,
     /// What each column observes, as an index into the trajectory row after `t` (state
     /// entries, then output entries), and its name.
@@ -28,27 +35,44 @@ impl Data {
     pub fn count(&self) -> usize {
         self.values.iter().flatten().filter(|v| v.is_some()).count()
     }
+
+    /// This trajectory's params (base `p` with its fixed params) and its initial-state
+    /// overrides.
+    pub fn setup(&self, p: &[f64]) -> (Vec<f64>, Vec<(usize, f64)>) {
+        let mut pk = p.to_vec();
+        let mut states = Vec::new();
+        for (target, x) in &self.fixed {
+            match target {
+                Target::Param(i) => pk[*i] = *x,
+                Target::State(i) => states.push((*i, *x)),
+            }
+        }
+        (pk, states)
+    }
 }
 
-/// Reads a data CSV: header `t,<names>` where each name is a state or output entry of the
-/// model (`names`: the row layout, states then outputs), empty cells allowed. Errors name
-/// the line and field (the caller adds the file name).
-pub fn parse_data(text: &str, names: &[String]) -> Result<Data, String> {
+/// The total observed cells of several trajectories.
+pub fn count(sets: &[Data]) -> usize {
+    sets.iter().map(Data::count).sum()
+}
+
+/// Reads a data CSV: header `[traj,]t,<names>` where each name is a state or output entry
+/// of the model (`names`: the row layout, states then outputs), empty cells allowed. One
+/// [`Data`] per trajectory (ascending `traj`; rows sorted by time). Errors name the line and
+/// field (the caller adds the file name).
+pub fn parse_data(text: &str, names: &[String]) -> Result<Vec<Data>, String> {
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| format!("header: {e}"))?.clone();
-    if headers.get(0) != Some("t") {
-        if headers.get(0) == Some("traj") {
-            return Err(
-                "a `traj` column (several observed trajectories) is not supported yet".to_string(),
-            );
-        }
-        return Err("the header must start with `t`".to_string());
+    let has_traj = headers.get(0) == Some("traj");
+    let first = usize::from(has_traj);
+    if headers.get(first) != Some("t") {
+        return Err("the header must start with `t` (or `traj,t`)".to_string());
     }
     let mut columns: Vec<(usize, String)> = Vec::new();
-    for h in headers.iter().skip(1) {
+    for h in headers.iter().skip(first + 1) {
         let Some(i) = names.iter().position(|n| n == h) else {
             return Err(format!(
                 "header: `{h}` is not a state or output entry of the model (entries: {})",
@@ -60,36 +84,61 @@ pub fn parse_data(text: &str, names: &[String]) -> Result<Data, String> {
         }
         columns.push((i, h.to_string()));
     }
-    let mut rows: Vec<(f64, Vec<Option<f64>>)> = Vec::new();
+    let mut rows: Vec<(usize, f64, Vec<Option<f64>>)> = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
         let rec = rec.map_err(|e| format!("line {line}: {e}"))?;
+        let traj = match has_traj {
+            true => rec
+                .get(0)
+                .and_then(|x| x.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    format!("line {line}, field `traj`: not a trajectory number (0, 1, …)")
+                })?,
+            false => 0,
+        };
         let t: f64 = rec
-            .get(0)
+            .get(first)
             .and_then(|x| x.parse().ok())
-            .ok_or_else(|| format!("line {line}, field `t`: not a number"))?;
+            .filter(|t: &f64| t.is_finite())
+            .ok_or_else(|| format!("line {line}, field `t`: not a finite number"))?;
         let mut vals = Vec::with_capacity(columns.len());
         for (j, (_, name)) in columns.iter().enumerate() {
-            let cell = rec.get(j + 1).unwrap_or("");
+            let cell = rec.get(first + 1 + j).unwrap_or("");
             vals.push(if cell.is_empty() {
                 None
             } else {
-                Some(cell.parse::<f64>().map_err(|_| {
-                    format!("line {line}, field `{name}`: `{cell}` is not a number")
-                })?)
+                Some(
+                    cell.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            format!("line {line}, field `{name}`: `{cell}` is not a finite number")
+                        })?,
+                )
             });
         }
-        rows.push((t, vals));
+        rows.push((traj, t, vals));
     }
     if rows.is_empty() {
         return Err("no data rows".to_string());
     }
-    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(Data {
-        times: rows.iter().map(|r| r.0).collect(),
-        columns,
-        values: rows.into_iter().map(|r| r.1).collect(),
-    })
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let mut sets: Vec<Data> = Vec::new();
+    for (traj, t, vals) in rows {
+        let traj = has_traj.then_some(traj);
+        if sets.last().is_none_or(|d| d.traj != traj) {
+            sets.push(Data {
+                traj,
+                columns: columns.clone(),
+                ..Data::default()
+            });
+        }
+        let d = sets.last_mut().expect("just pushed");
+        d.times.push(t);
+        d.values.push(vals);
+    }
+    Ok(sets)
 }
 
 /// The mean squared error of a solution saved at the distinct data times (see
@@ -209,18 +258,49 @@ pub fn solve_options(base: &SolveOptions, data: &Data) -> SolveOptions {
     opts
 }
 
-/// The MSE loss at `p` and its gradient by `method`.
+/// The MSE loss over every observed cell of every trajectory at `p`, and its gradient by
+/// `method` (a trajectory's fixed params get no gradient from it).
 pub fn loss_and_gradient(
     kernels: &Kernels,
     method: Sensitivity,
     p: &[f64],
-    data: &Data,
+    sets: &[Data],
     base: &SolveOptions,
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
-    let opts = solve_options(base, data);
-    let loss = Mse::new(data, output_eval(kernels, p, data)?);
-    sensitivity::gradient(kernels, method, p, None, &opts, &loss, adjoint)
+    let denom = count(sets).max(1) as f64;
+    let mut total = Gradient {
+        loss: 0.0,
+        grad: vec![0.0; p.len()],
+        stats: Default::default(),
+    };
+    for data in sets {
+        let (pk, states) = data.setup(p);
+        let opts = solve_options(base, data);
+        let loss = Mse {
+            data,
+            denom,
+            outputs: output_eval(kernels, &pk, data)?,
+        };
+        let start = Start::Override(&states);
+        let g = sensitivity::gradient(kernels, method, &pk, start, &opts, &loss, adjoint)?;
+        accumulate(&mut total, &g, data);
+    }
+    Ok(total)
+}
+
+/// total += g, leaving out the params `data` fixes.
+fn accumulate(total: &mut Gradient, g: &Gradient, data: &Data) {
+    total.loss += g.loss;
+    for (a, b) in total.grad.iter_mut().zip(&g.grad) {
+        *a += b;
+    }
+    for (target, _) in &data.fixed {
+        if let Target::Param(i) = target {
+            total.grad[*i] -= g.grad[*i];
+        }
+    }
+    total.stats.add(&g.stats);
 }
 
 /// The output kernels when `data` observes outputs (compiling their VJP on first use).
@@ -240,7 +320,8 @@ fn output_eval<'a>(
     }))
 }
 
-/// Minibatches of time windows (the scheme of torchdiffeq's spiral demo): a window starts
+/// Minibatches of time windows (the scheme of torchdiffeq's spiral demo; one observed
+/// trajectory): a window starts
 /// at a fully observed data row, from the observed state there, and spans `len` rows; each
 /// iteration draws `batch` windows uniformly from (seed, iteration) with Philox.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -290,8 +371,8 @@ pub fn window_loss_and_gradient(
     let dim = kernels.program().dim();
     let window = |s: usize| Data {
         times: data.times[s..s + len].to_vec(),
-        columns: data.columns.clone(),
         values: data.values[s..s + len].to_vec(),
+        ..data.clone()
     };
     let denom = starts
         .iter()
@@ -303,6 +384,7 @@ pub fn window_loss_and_gradient(
         grad: vec![0.0; p.len()],
         stats: Default::default(),
     };
+    let (pk, _) = data.setup(p);
     for &s in starts {
         let w = window(s);
         let mut u0 = vec![0.0; dim];
@@ -315,36 +397,43 @@ pub fn window_loss_and_gradient(
         let loss = Mse {
             data: &w,
             denom,
-            outputs: output_eval(kernels, p, &w)?,
+            outputs: output_eval(kernels, &pk, &w)?,
         };
-        let g = sensitivity::gradient(kernels, method, p, Some(&u0), &opts, &loss, adjoint)?;
-        total.loss += g.loss;
-        for (a, b) in total.grad.iter_mut().zip(&g.grad) {
-            *a += b;
-        }
-        total.stats.add(&g.stats);
+        let start = Start::State(&u0);
+        let g = sensitivity::gradient(kernels, method, &pk, start, &opts, &loss, adjoint)?;
+        accumulate(&mut total, &g, data);
     }
     Ok(total)
 }
 
-/// The MSE loss alone (one plain solve).
+/// The MSE loss alone (plain solves).
 pub fn loss(
     prog: &Program,
     p: &[f64],
-    data: &Data,
+    sets: &[Data],
     base: &SolveOptions,
 ) -> Result<f64, SolveError> {
-    let opts = solve_options(base, data);
-    let u0 = prog.initial_state(p);
-    let sol = prog.solve(p, &u0, &opts)?;
-    let mut scratch = vec![0.0; sol.u.len()];
-    let outputs = OutputEval {
-        value: prog.outputs.as_ref(),
-        vjp: None,
-        p,
-    };
-    let mut gp = vec![0.0; p.len()];
-    Ok(Mse::new(data, Some(outputs)).eval(&sol.t, &sol.u, prog.dim(), &mut scratch, &mut gp))
+    let denom = count(sets).max(1) as f64;
+    let mut total = 0.0;
+    for data in sets {
+        let (pk, states) = data.setup(p);
+        let opts = solve_options(base, data);
+        let sol = prog.solve(&pk, &Start::Override(&states).state(prog, &pk), &opts)?;
+        let mut scratch = vec![0.0; sol.u.len()];
+        let outputs = OutputEval {
+            value: prog.outputs.as_ref(),
+            vjp: None,
+            p: &pk,
+        };
+        let mut gp = vec![0.0; p.len()];
+        let mse = Mse {
+            data,
+            denom,
+            outputs: Some(outputs),
+        };
+        total += mse.eval(&sol.t, &sol.u, prog.dim(), &mut scratch, &mut gp);
+    }
+    Ok(total)
 }
 
 /// The model's rows (states, then outputs) at the distinct data times: what the loss
@@ -355,9 +444,10 @@ pub fn predictions(
     data: &Data,
     base: &SolveOptions,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), SolveError> {
+    let (pk, states) = data.setup(p);
     let opts = solve_options(base, data);
-    let sol = prog.solve(p, &prog.initial_state(p), &opts)?;
-    let outs = prog.outputs_of(&sol, p);
+    let sol = prog.solve(&pk, &Start::Override(&states).state(prog, &pk), &opts)?;
+    let outs = prog.outputs_of(&sol, &pk);
     let no = prog.output_len();
     let rows = (0..sol.len())
         .map(|r| {
@@ -629,7 +719,7 @@ pub struct FitReport {
 pub fn fit(
     kernels: &Kernels,
     p: &mut [f64],
-    data: &Data,
+    data: &[Data],
     opts: &SolveOptions,
     fit: &FitOptions,
     mut on_event: impl FnMut(Event) -> Result<(), String>,
@@ -641,7 +731,7 @@ pub fn fit(
         let g = match starts {
             None => loss_and_gradient(kernels, method, q, data, opts, adjoint),
             Some((s, len)) => {
-                window_loss_and_gradient(kernels, method, q, data, opts, adjoint, s, len)
+                window_loss_and_gradient(kernels, method, q, &data[0], opts, adjoint, s, len)
             }
         };
         let mut g = g.map_err(FitError::Gradient)?;
@@ -652,14 +742,15 @@ pub fn fit(
     let mut g = timed(p, None, &mut report.grad_ms)?;
     on_event(Event::First(&g)).map_err(FitError::Callback)?;
     report.curve.push(g.loss);
-    let candidates = fit
-        .windows
-        .map(|w| w.candidates(data, kernels.program().dim()));
+    let candidates = fit.windows.map(|w| match data {
+        [one] => w.candidates(one, kernels.program().dim()),
+        _ => Vec::new(),
+    });
     if let (Some(w), Some(c)) = (fit.windows, &candidates)
         && (c.is_empty() || w.batch == 0 || lbfgs_chosen(fit.optimizer))
     {
         return Err(FitError::Windows(format!(
-            "minibatch windows of {} rows need adam, a batch size of at least 1, every state entry observed in the data, and a fully observed row with {} rows (at least 2) from it",
+            "minibatch windows of {} rows need adam, a batch size of at least 1, one observed trajectory with every state entry observed, and a fully observed row with {} rows (at least 2) from it",
             w.len, w.len
         )));
     }

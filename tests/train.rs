@@ -5,12 +5,13 @@
 //! and a stiff model; and a short Adam fit that recovers a decay rate.
 
 use ndec::driver::Source;
+use ndec::ensemble::Target;
 use ndec::program::{Backend, Program};
 use ndec::runtime::{Method, SolveOptions};
 use ndec::sensitivity::{AdjointOptions, Gradient, Kernels, Sensitivity};
 use ndec::train::{self, Adam};
 
-fn setup(text: &str, data: &str) -> (Program, train::Data, SolveOptions) {
+fn setup(text: &str, data: &str) -> (Program, Vec<train::Data>, SolveOptions) {
     let prog = Program::compile(&Source::new("m.nde", text), Backend::Jit).unwrap();
     let data = train::parse_data(data, &prog.model.row_names()).unwrap();
     let mut opts = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
@@ -23,7 +24,7 @@ fn grad(
     kernels: &Kernels,
     m: Sensitivity,
     p: &[f64],
-    data: &train::Data,
+    data: &[train::Data],
     opts: &SolveOptions,
     adjoint: AdjointOptions,
 ) -> Gradient {
@@ -42,7 +43,7 @@ fn rel(a: &[f64], b: &[f64]) -> f64 {
 fn central_differences(
     prog: &Program,
     p: &[f64],
-    data: &train::Data,
+    data: &[train::Data],
     opts: &SolveOptions,
 ) -> Vec<f64> {
     (0..p.len())
@@ -62,10 +63,15 @@ fn central_differences(
 /// larger of the two or 1e-8), and the discrete adjoint with forward sensitivities to 1e-10.
 fn check_all_methods(text: &str, data: &str) {
     let (prog, data, opts) = setup(text, data);
-    let kernels = Kernels::new(&prog);
+    check_methods(&prog, &data, &opts);
+}
+
+fn check_methods(prog: &Program, data: &[train::Data], opts: &SolveOptions) {
+    let (data, opts) = (data.to_vec(), opts.clone());
+    let kernels = Kernels::new(prog);
     let p = prog.default_params();
-    let fd = central_differences(&prog, &p, &data, &opts);
-    let l0 = train::loss(&prog, &p, &data, &opts).unwrap();
+    let fd = central_differences(prog, &p, &data, &opts);
+    let l0 = train::loss(prog, &p, &data, &opts).unwrap();
     let adj = AdjointOptions::default();
     let mut by_method = Vec::new();
     for m in Sensitivity::ALL {
@@ -114,6 +120,23 @@ fn a_universal_de_with_an_mlp_gets_exact_weight_gradients() {
         "param a = 1.3\nnet nn = mlp(2 -> 4 -> 2, tanh, init = glorot(seed = 3))\nstate x = 0.5\nstate y = 1.2\nlet z = nn([x, y])\nx' = a*x - x*y + z[0]\ny' = x*y - y + z[1]\n",
         "t,x,y\n0.5,0.6,1.0\n1.0,0.8,0.9\n",
     );
+}
+
+/// Several observed trajectories (a `traj` column), each with its own start and fixed
+/// params (as a vary file sets them): the loss is the mean over all their cells; a param a
+/// trajectory fixes gets no gradient from it.
+#[test]
+fn several_observed_trajectories_with_their_own_starts() {
+    let (prog, mut sets, opts) = setup(
+        LV,
+        "traj,t,x,y\n1,0.7,1.2,0.8\n0,0.5,0.9,1.1\n0,1.0,,1.3\n1,2.0,0.4,\n",
+    );
+    assert_eq!(sets.len(), 2);
+    assert_eq!((sets[0].traj, sets[1].traj), (Some(0), Some(1)));
+    assert_eq!(sets[1].times, vec![0.7, 2.0]);
+    sets[0].fixed = vec![(Target::State(0), 0.8)];
+    sets[1].fixed = vec![(Target::State(1), 1.4), (Target::Param(3), 0.9)];
+    check_methods(&prog, &sets, &opts);
 }
 
 /// Observed outputs: an output that depends on params directly (its ∂o/∂p enters the

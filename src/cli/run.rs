@@ -356,7 +356,7 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
     })
 }
 
-fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable, Failure> {
+pub(super) fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable, Failure> {
     let name = path.display().to_string();
     let bad = |m: String| Failure::usage(format!("error: vary file `{name}`: {m}"));
     let mut rdr = csv::ReaderBuilder::new()

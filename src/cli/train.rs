@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// Evaluate the loss and gradient K times at the starting params (timing; see --stats).
     #[arg(long, value_name = "K", default_value_t = 1)]
     pub repeat: usize,
+    /// With a `traj` column in the data: trajectory k's params and initial values from row k
+    /// of this CSV (header: param or state names), as `ndec run --vary-file`.
+    #[arg(long, value_name = "FILE.csv")]
+    pub vary_file: Option<PathBuf>,
     /// Start from these params (JSON params file).
     #[arg(long = "params", value_name = "FILE.json")]
     pub params_file: Option<PathBuf>,
@@ -137,8 +141,27 @@ pub fn run(a: TrainArgs) -> CliResult {
     let name = a.data.display().to_string();
     let text = std::fs::read_to_string(&a.data)
         .map_err(|e| Failure::usage(format!("error: cannot read data file `{name}`: {e}")))?;
-    let data = train::parse_data(&text, &prog.model.row_names())
+    let mut data = train::parse_data(&text, &prog.model.row_names())
         .map_err(|e| Failure::usage(format!("error: data file `{name}`: {e}")))?;
+    if let Some(path) = &a.vary_file {
+        let table = super::run::read_vary_file(path, &prog)?;
+        for set in &mut data {
+            let k = set.traj.unwrap_or(0);
+            let row = table.rows.get(k).ok_or_else(|| {
+                Failure::usage(format!(
+                    "error: data file `{name}`: trajectory {k} has no row in vary file `{}` ({} rows)",
+                    path.display(),
+                    table.rows.len()
+                ))
+            })?;
+            set.fixed = table
+                .targets
+                .iter()
+                .copied()
+                .zip(row.iter().copied())
+                .collect();
+        }
+    }
     let defaults = &prog.model.solve;
     let method_name = a
         .method
@@ -148,12 +171,16 @@ pub fn run(a: TrainArgs) -> CliResult {
     let method = Method::from_name(&method_name)
         .ok_or_else(|| Failure::usage(format!("error: unknown method `{method_name}`")))?;
     let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);
-    if let Some(t) = data.times.iter().find(|t| **t < t0) {
+    if let Some(t) = data.iter().flat_map(|d| &d.times).find(|t| **t < t0) {
         return Err(Failure::usage(format!(
             "error: data file `{name}`: time {t} is before t0 = {t0}"
         )));
     }
-    let mut opts = SolveOptions::new(method, t0, *data.times.last().unwrap_or(&t0));
+    let t_last = data
+        .iter()
+        .filter_map(|d| d.times.last().copied())
+        .fold(t0, f64::max);
+    let mut opts = SolveOptions::new(method, t0, t_last);
     opts.rtol = a.rtol.or(defaults.rtol).unwrap_or(1e-6);
     opts.atol = vec![a.atol.unwrap_or(1e-8)];
 
@@ -279,11 +306,12 @@ pub fn run(a: TrainArgs) -> CliResult {
     }
     save(&p)?;
     if let Some(path) = &a.plot {
-        let fit = train::predictions(&prog, &p, &data, &opts).map_err(|e| Failure {
+        // The first observed trajectory.
+        let fit = train::predictions(&prog, &p, &data[0], &opts).map_err(|e| Failure {
             code: exit::SOLVER,
             message: format!("error: {e}"),
         })?;
-        super::plot::training(path, &curve, &data, &fit)?;
+        super::plot::training(path, &curve, &data[0], &fit)?;
     }
     eprintln!("final loss {final_loss:.6e} after {done} iterations");
     if a.stats {

@@ -15,7 +15,7 @@
 //! approximate the gradient of the continuous problem; they agree with the discrete adjoint
 //! to the order of the tolerances.
 
-use super::{AdjointKernels, Gradient, GradientError, RowLoss, Sensitivity, VjpCall};
+use super::{AdjointKernels, Gradient, GradientError, RowLoss, Sensitivity, Start, VjpCall};
 use crate::program::{Program, ProgramRhs};
 use crate::runtime::dense;
 use crate::runtime::tableau::{DenseKind, Tableau};
@@ -28,7 +28,7 @@ pub fn gradient(
     kernels: &AdjointKernels,
     method: Sensitivity,
     p: &[f64],
-    start: Option<&[f64]>,
+    start: Start,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
     seminorm: bool,
@@ -46,7 +46,7 @@ pub fn gradient(
     }
     let n = prog.dim();
     let np = p.len();
-    let u0 = start.map_or_else(|| prog.initial_state(p), <[f64]>::to_vec);
+    let u0 = start.state(prog, p);
     let mut trace = Trace::new(None);
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
@@ -119,8 +119,8 @@ pub fn gradient(
             *g += q;
         }
     }
-    if start.is_none() {
-        kernels.initial_vjp(p, lambda, &mut grad);
+    if let Some(l0) = start.model_cotangent(lambda) {
+        kernels.initial_vjp(p, &l0, &mut grad);
     }
     Ok(Gradient {
         loss: value,

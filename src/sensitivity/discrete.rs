@@ -13,7 +13,7 @@
 //! With a checkpoint limit the trace keeps only some start states and each segment is
 //! recomputed (same arithmetic as the solver, so the same values) before it is reversed.
 
-use super::{AdjointKernels, Gradient, GradientError, RowLoss, VjpCall};
+use super::{AdjointKernels, Gradient, GradientError, RowLoss, Start, VjpCall};
 use crate::program::Program;
 use crate::runtime::dense;
 use crate::runtime::tableau::{DenseKind, Tableau};
@@ -25,7 +25,7 @@ pub fn gradient(
     prog: &Program,
     kernels: &AdjointKernels,
     p: &[f64],
-    start: Option<&[f64]>,
+    start: Start,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
     checkpoints: Option<usize>,
@@ -42,7 +42,7 @@ pub fn gradient(
         ));
     }
     let n = prog.dim();
-    let u0 = start.map_or_else(|| prog.initial_state(p), <[f64]>::to_vec);
+    let u0 = start.state(prog, p);
     let mut trace = Trace::new(checkpoints);
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
@@ -66,8 +66,8 @@ pub fn gradient(
     for (g, d) in grad.iter_mut().zip(&direct) {
         *g += d;
     }
-    if start.is_none() {
-        kernels.initial_vjp(p, &lambda, &mut grad);
+    if let Some(l0) = start.model_cotangent(&lambda) {
+        kernels.initial_vjp(p, &l0, &mut grad);
     }
     Ok(Gradient {
         loss: value,

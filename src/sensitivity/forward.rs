@@ -12,7 +12,7 @@
 //! included), all components under error control: the gradient of the continuous problem
 //! to the solve's tolerance.
 
-use super::{Gradient, GradientError, RowLoss};
+use super::{Gradient, GradientError, RowLoss, Start};
 use crate::backend::Kernel;
 use crate::program::Program;
 use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions};
@@ -105,7 +105,7 @@ pub fn gradient(
     prog: &Program,
     kernels: &ForwardKernels,
     p: &[f64],
-    start: Option<&[f64]>,
+    start: Start,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
 ) -> Result<Gradient, GradientError> {
@@ -113,13 +113,18 @@ pub fn gradient(
     let np = p.len();
     let dim = n * (1 + np);
     let mut big = vec![0.0; dim];
-    match start {
-        Some(u0) => big[..n].copy_from_slice(u0),
-        None => {
-            big[..n].copy_from_slice(&prog.initial_state(p));
-            kernels
-                .initial_jacobian
-                .call(&[p], &mut [&mut big[n..]], &mut Vec::new());
+    big[..n].copy_from_slice(&start.state(prog, p));
+    if !matches!(start, Start::State(_)) {
+        kernels
+            .initial_jacobian
+            .call(&[p], &mut [&mut big[n..]], &mut Vec::new());
+        // Overridden entries are constants: their rows of ∂u0/∂p are zero.
+        if let Start::Override(set) = start {
+            for (i, _) in set {
+                for k in 0..np {
+                    big[n + k * n + i] = 0.0;
+                }
+            }
         }
     }
     let stiff = opts.method.is_implicit();

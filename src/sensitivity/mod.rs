@@ -70,6 +70,50 @@ impl Sensitivity {
     }
 }
 
+/// Where a solve starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Start<'a> {
+    /// The model's initial state u0(p), differentiated.
+    Model,
+    /// u0(p) with some entries set to constants (their ∂/∂p is zero).
+    Override(&'a [(usize, f64)]),
+    /// A given state (a constant: no gradient flows into it).
+    State(&'a [f64]),
+}
+
+impl Start<'_> {
+    /// The start state at params `p`.
+    pub fn state(&self, prog: &Program, p: &[f64]) -> Vec<f64> {
+        match self {
+            Start::State(u) => u.to_vec(),
+            Start::Model => prog.initial_state(p),
+            Start::Override(set) => {
+                let mut u = prog.initial_state(p);
+                for (i, x) in *set {
+                    u[*i] = *x;
+                }
+                u
+            }
+        }
+    }
+
+    /// The cotangent λ0 that flows into u0(p): `None` for a given state; overridden entries
+    /// zeroed.
+    pub fn model_cotangent(&self, lambda: &[f64]) -> Option<Vec<f64>> {
+        match self {
+            Start::State(_) => None,
+            Start::Model => Some(lambda.to_vec()),
+            Start::Override(set) => {
+                let mut l = lambda.to_vec();
+                for (i, _) in *set {
+                    l[*i] = 0.0;
+                }
+                Some(l)
+            }
+        }
+    }
+}
+
 /// A loss on the saved rows of a solution (and possibly on `p` directly, e.g. through
 /// observed outputs that depend on params).
 pub trait RowLoss {
@@ -198,7 +242,7 @@ pub fn gradient(
     kernels: &Kernels,
     method: Sensitivity,
     p: &[f64],
-    start: Option<&[f64]>,
+    start: Start,
     opts: &SolveOptions,
     loss: &dyn RowLoss,
     adjoint: AdjointOptions,

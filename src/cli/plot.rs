@@ -60,6 +60,16 @@ where
             .map(|(i, v)| (i, *v)),
         &BLUE,
     ))?;
+    if curve.len() <= 50 {
+        // Few iterations (or none): mark each point so a lone one still shows.
+        chart.draw_series(
+            curve
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0.0)
+                .map(|(i, v)| Circle::new((i, *v), 3, BLUE.filled())),
+        )?;
+    }
     Ok(())
 }
 

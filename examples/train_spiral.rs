@@ -7,7 +7,7 @@
 use ndec::program::Program;
 use ndec::runtime::{Method, SaveAt, SolveOptions};
 use ndec::sensitivity::{AdjointOptions, Kernels, Sensitivity};
-use ndec::train::{self, Data, Event, FitOptions, Optimizer, Windows};
+use ndec::train::{self, Data, Event, FitOptions, Minibatch, Optimizer, Windows};
 
 const TRUTH: &str = "state u[2] = [2, 0]
 u' = [-0.1*u[0]^3 + 2*u[1]^3, -2*u[0]^3 - 0.1*u[1]^3]";
@@ -42,11 +42,11 @@ pub fn fit_spiral(verbose: bool) -> Result<(f64, f64, usize), Box<dyn std::error
         sensitivity: Sensitivity::Discrete,
         adjoint: AdjointOptions::default(),
         l2: 0.0,
-        windows: Some(Windows {
+        minibatch: Some(Minibatch::Windows(Windows {
             len: 10,
             batch: 20,
             seed: 0,
-        }),
+        })),
     };
     let report = train::fit(
         &kernels,

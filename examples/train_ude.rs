@@ -8,7 +8,7 @@
 use ndec::program::Program;
 use ndec::runtime::{Method, SaveAt, SolveOptions};
 use ndec::sensitivity::{AdjointOptions, Kernels, Sensitivity};
-use ndec::train::{self, Data, FitOptions, Optimizer, Windows};
+use ndec::train::{self, Data, FitOptions, Minibatch, Optimizer, Windows};
 
 const TRUTH: &str = "param alpha = 1.3, beta = 0.9, gamma = 0.8, delta = 1.8
 state x = 0.44249296
@@ -72,11 +72,11 @@ pub fn fit_ude() -> Result<UdeResult, Box<dyn std::error::Error>> {
         sensitivity: Sensitivity::Discrete,
         adjoint: AdjointOptions::default(),
         l2: 0.0,
-        windows: Some(Windows {
+        minibatch: Some(Minibatch::Windows(Windows {
             len: 10,
             batch: 10,
             seed: 0,
-        }),
+        })),
     };
     train::fit(
         &kernels,
@@ -88,7 +88,7 @@ pub fn fit_ude() -> Result<UdeResult, Box<dyn std::error::Error>> {
     )?;
     stage.optimizer = Optimizer::Lbfgs { lr: 0.01 };
     stage.iters = 2000;
-    stage.windows = None;
+    stage.minibatch = None;
     train::fit(
         &kernels,
         &mut p,

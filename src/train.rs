@@ -345,12 +345,9 @@ impl Windows {
 
     /// The start rows of iteration `iter`'s batch.
     pub fn draw(&self, candidates: &[usize], iter: u64) -> Vec<usize> {
-        let rng = crate::rng::Stream::new(self.seed, iter);
-        (0..self.batch as u64)
-            .map(|k| {
-                let u = rng.uniform(k);
-                candidates[((u * candidates.len() as f64) as usize).min(candidates.len() - 1)]
-            })
+        draw_uniform(self.seed, iter, self.batch, candidates.len())
+            .into_iter()
+            .map(|k| candidates[k])
             .collect()
     }
 }
@@ -653,8 +650,18 @@ pub struct FitOptions {
     pub adjoint: AdjointOptions,
     /// L2 penalty weight (0: none).
     pub l2: f64,
-    /// Minibatches of windows (Adam only); `None`: the full data every iteration.
-    pub windows: Option<Windows>,
+    /// Minibatches (Adam only); `None`: the full data every iteration.
+    pub minibatch: Option<Minibatch>,
+}
+
+/// How an Adam iteration samples the data.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Minibatch {
+    /// Windows of consecutive rows of the one observed trajectory.
+    Windows(Windows),
+    /// `batch` whole trajectories per iteration, drawn uniformly (with replacement) from
+    /// the Philox stream (seed, iteration).
+    Trajectories { batch: usize, seed: u64 },
 }
 
 /// What a fit reports as it goes.
@@ -687,6 +694,24 @@ pub enum FitError {
 }
 
 impl std::error::Error for FitError {}
+
+/// What one gradient evaluation of a fit covers.
+#[derive(Clone, Copy)]
+enum Batch<'a> {
+    Full,
+    /// Window start rows and the window length.
+    Windows(&'a [usize], usize),
+    /// Trajectory indices.
+    Trajectories(&'a [usize]),
+}
+
+/// `count` draws from 0..n, uniform with replacement, from the Philox stream (seed, iter).
+fn draw_uniform(seed: u64, iter: u64, count: usize, n: usize) -> Vec<usize> {
+    let rng = crate::rng::Stream::new(seed, iter);
+    (0..count as u64)
+        .map(|k| ((rng.uniform(k) * n as f64) as usize).min(n - 1))
+        .collect()
+}
 
 fn lbfgs_chosen(o: Optimizer) -> bool {
     matches!(o, Optimizer::Lbfgs { .. })
@@ -726,12 +751,16 @@ pub fn fit(
 ) -> Result<FitReport, FitError> {
     let mut report = FitReport::default();
     let (method, adjoint, l2) = (fit.sensitivity, fit.adjoint, fit.l2);
-    let timed = |q: &[f64], starts: Option<(&[usize], usize)>, times: &mut Vec<f64>| {
+    let timed = |q: &[f64], batch: Batch, times: &mut Vec<f64>| {
         let t = std::time::Instant::now();
-        let g = match starts {
-            None => loss_and_gradient(kernels, method, q, data, opts, adjoint),
-            Some((s, len)) => {
+        let g = match batch {
+            Batch::Full => loss_and_gradient(kernels, method, q, data, opts, adjoint),
+            Batch::Windows(s, len) => {
                 window_loss_and_gradient(kernels, method, q, &data[0], opts, adjoint, s, len)
+            }
+            Batch::Trajectories(k) => {
+                let sets: Vec<Data> = k.iter().map(|&i| data[i].clone()).collect();
+                loss_and_gradient(kernels, method, q, &sets, opts, adjoint)
             }
         };
         let mut g = g.map_err(FitError::Gradient)?;
@@ -739,20 +768,31 @@ pub fn fit(
         times.push(t.elapsed().as_secs_f64() * 1e3);
         Ok::<_, FitError>(g)
     };
-    let mut g = timed(p, None, &mut report.grad_ms)?;
+    let mut g = timed(p, Batch::Full, &mut report.grad_ms)?;
     on_event(Event::First(&g)).map_err(FitError::Callback)?;
     report.curve.push(g.loss);
-    let candidates = fit.windows.map(|w| match data {
+    let windows = match fit.minibatch {
+        Some(Minibatch::Windows(w)) => Some(w),
+        _ => None,
+    };
+    let candidates = windows.map(|w| match data {
         [one] => w.candidates(one, kernels.program().dim()),
         _ => Vec::new(),
     });
-    if let (Some(w), Some(c)) = (fit.windows, &candidates)
+    if let (Some(w), Some(c)) = (windows, &candidates)
         && (c.is_empty() || w.batch == 0 || lbfgs_chosen(fit.optimizer))
     {
         return Err(FitError::Windows(format!(
             "minibatch windows of {} rows need adam, a batch size of at least 1, one observed trajectory with every state entry observed, and a fully observed row with {} rows (at least 2) from it",
             w.len, w.len
         )));
+    }
+    if let Some(Minibatch::Trajectories { batch, .. }) = fit.minibatch
+        && (batch == 0 || data.is_empty() || lbfgs_chosen(fit.optimizer))
+    {
+        return Err(FitError::Windows(
+            "trajectory minibatches need adam and a batch size of at least 1".into(),
+        ));
     }
     let mut adam = match fit.optimizer {
         Optimizer::Adam {
@@ -776,9 +816,19 @@ pub fn fit(
         if !g.loss.is_finite() {
             return Err(FitError::NonFinite { iter: done });
         }
-        if let (Some(adam), Some(w), Some(c)) = (adam.as_mut(), fit.windows, &candidates) {
-            let starts = w.draw(c, done as u64);
-            g = timed(p, Some((&starts, w.len)), &mut report.grad_ms)?;
+        if let (Some(adam), Some(mb)) = (adam.as_mut(), fit.minibatch) {
+            let picks = match (mb, &candidates) {
+                (Minibatch::Windows(w), Some(c)) => w.draw(c, done as u64),
+                (Minibatch::Trajectories { batch, seed }, _) => {
+                    draw_uniform(seed, done as u64, batch, data.len())
+                }
+                (Minibatch::Windows(_), None) => unreachable!("windows have candidates"),
+            };
+            let batch = match mb {
+                Minibatch::Windows(w) => Batch::Windows(&picks, w.len),
+                Minibatch::Trajectories { .. } => Batch::Trajectories(&picks),
+            };
+            g = timed(p, batch, &mut report.grad_ms)?;
             if !g.loss.is_finite() {
                 return Err(FitError::NonFinite { iter: done });
             }
@@ -786,11 +836,11 @@ pub fn fit(
         } else if let Some(adam) = adam.as_mut() {
             adam.update(p, &g.grad);
             if done + 1 < fit.iters {
-                g = timed(p, None, &mut report.grad_ms)?;
+                g = timed(p, Batch::Full, &mut report.grad_ms)?;
             }
         } else if let Some(lbfgs) = lbfgs.as_mut() {
             let times = &mut report.grad_ms;
-            match lbfgs.step(p, &g, |q| timed(q, None, times))? {
+            match lbfgs.step(p, &g, |q| timed(q, Batch::Full, times))? {
                 LbfgsStep::Moved(next) => g = next,
                 LbfgsStep::Stalled => {
                     on_event(Event::Stalled).map_err(FitError::Callback)?;

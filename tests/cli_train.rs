@@ -194,7 +194,7 @@ fn minibatch_windows_and_penalties_run() {
     let only_x = write("onlyx.csv", "t,x\n0,0.5\n0.5,0.6\n1,0.7\n");
     let o = ndec(&["train", s(&m), "--data", s(&only_x), "--batch-time", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--batch-time"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("minibatch"), "{}", stderr(&o));
 }
 
 #[test]
@@ -217,6 +217,22 @@ fn several_trajectories_take_their_starts_from_a_vary_file() {
         "--stats",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Minibatches of whole trajectories.
+    let o = ndec(&[
+        "train",
+        s(&m),
+        "--data",
+        s(&d),
+        "--vary-file",
+        s(&vary),
+        "--iters",
+        "5",
+        "--batch-size",
+        "1",
+        "--stats",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stats(&o)["iters"], 5);
     let short = write("traj-short.csv", "x,y\n0.5,1.2\n");
     let o = ndec(&[
         "train",

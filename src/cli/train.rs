@@ -26,9 +26,10 @@ pub struct TrainArgs {
     /// must be observed there). Adam only.
     #[arg(long, value_name = "ROWS")]
     pub batch_time: Option<usize>,
-    /// Windows per minibatch (with --batch-time).
-    #[arg(long, value_name = "B", default_value_t = 20)]
-    pub batch_size: usize,
+    /// Windows per minibatch with --batch-time (default 20); without it, B whole observed
+    /// trajectories per iteration.
+    #[arg(long, value_name = "B")]
+    pub batch_size: Option<usize>,
     /// Adam: clip the gradient to this global norm.
     #[arg(long, value_name = "NORM")]
     pub clip: Option<f64>,
@@ -216,11 +217,18 @@ pub fn run(a: TrainArgs) -> CliResult {
         sensitivity,
         adjoint,
         l2: a.l2,
-        windows: a.batch_time.map(|len| train::Windows {
-            len,
-            batch: a.batch_size,
-            seed: a.seed,
-        }),
+        minibatch: match (a.batch_time, a.batch_size) {
+            (Some(len), batch) => Some(train::Minibatch::Windows(train::Windows {
+                len,
+                batch: batch.unwrap_or(20),
+                seed: a.seed,
+            })),
+            (None, Some(batch)) => Some(train::Minibatch::Trajectories {
+                batch,
+                seed: a.seed,
+            }),
+            (None, None) => None,
+        },
     };
     let progress = Progress::new(a.iters as u64);
     let mut first_gradient_ms = 0.0;
@@ -275,7 +283,9 @@ pub fn run(a: TrainArgs) -> CliResult {
             message: format!("error: {e}"),
         },
         train::FitError::Callback(m) => Failure::usage(m),
-        train::FitError::Windows(m) => Failure::usage(format!("error: --batch-time: {m}")),
+        train::FitError::Windows(m) => Failure::usage(format!(
+            "error: minibatches (--batch-time/--batch-size): {m}"
+        )),
     })?;
     let (done, mut curve) = (report.iters, report.curve);
     let mut grad_times = report.grad_ms;

@@ -568,10 +568,10 @@ impl Lbfgs {
             _ => dot(&self.s[k - 1], &self.y[k - 1]) / dot(&self.y[k - 1], &self.y[k - 1]),
         };
         q.iter_mut().for_each(|v| *v *= gamma);
-        for i in 0..k {
+        for (i, a) in alpha.iter().enumerate() {
             let rho = 1.0 / dot(&self.y[i], &self.s[i]);
             let beta = rho * dot(&self.y[i], &q);
-            axpy(alpha[i] - beta, &self.s[i], &mut q);
+            axpy(a - beta, &self.s[i], &mut q);
         }
         q.iter_mut().for_each(|v| *v = -*v);
         q

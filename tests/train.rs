@@ -82,14 +82,12 @@ fn check_methods(prog: &Program, data: &[train::Data], opts: &SolveOptions) {
             m.name(),
             g.loss
         );
-        for k in 0..p.len() {
-            let scale = g.grad[k].abs().max(fd[k].abs()).max(1e-8);
+        for (k, (gk, fk)) in g.grad.iter().zip(&fd).enumerate() {
+            let scale = gk.abs().max(fk.abs()).max(1e-8);
             assert!(
-                (g.grad[k] - fd[k]).abs() / scale < 1e-6,
-                "{}: param {k}: {} vs central difference {}",
+                (gk - fk).abs() / scale < 1e-6,
+                "{}: param {k}: {gk} vs central difference {fk}",
                 m.name(),
-                g.grad[k],
-                fd[k]
             );
         }
         by_method.push(g.grad);

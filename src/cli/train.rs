@@ -368,7 +368,7 @@ impl Progress {
     fn update(&self, done: u64, loss: f64, grad_norm: f64) {
         let msg = format!("loss {loss:.6e} |grad| {grad_norm:.3e}");
         if self.bar.is_hidden() {
-            if done % self.every == 0 {
+            if done.is_multiple_of(self.every) {
                 eprintln!("iter {done:6}  {msg}");
             }
         } else {

@@ -23,6 +23,7 @@ use crate::runtime::{OdeRhs, SaveAt, SolveOptions, Trace, solve_traced};
 use std::cell::RefCell;
 
 /// The loss and its gradient by a continuous adjoint (explicit methods).
+#[allow(clippy::too_many_arguments)]
 pub fn gradient(
     prog: &Program,
     kernels: &AdjointKernels,

@@ -196,6 +196,13 @@ fn next_state(tab: &Tableau, h: f64, u: &[f64], k: &[f64], out: &mut [f64]) {
     }
 }
 
+/// acc += c·x.
+fn add_scaled(acc: &mut [f64], c: f64, x: &[f64]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a += c * b;
+    }
+}
+
 fn add(acc: &mut [f64], x: &[f64]) {
     for (a, b) in acc.iter_mut().zip(x) {
         *a += b;
@@ -279,9 +286,7 @@ impl<'a> Backward<'a> {
                 for j in 0..s {
                     let c = h * self.w[j];
                     if c != 0.0 {
-                        for i in 0..n {
-                            self.kbar[j * n + i] += c * seed[i];
-                        }
+                        add_scaled(&mut self.kbar[j * n..(j + 1) * n], c, seed);
                     }
                 }
             } else {
@@ -330,9 +335,7 @@ impl<'a> Backward<'a> {
         let weights = if tab.fsal { &tab.a[s - 1] } else { &tab.b };
         for (j, &b) in weights.iter().enumerate().take(last_regular) {
             if b != 0.0 {
-                for i in 0..n {
-                    self.kbar[j * n + i] += h * b * lambda[i];
-                }
+                add_scaled(&mut self.kbar[j * n..(j + 1) * n], h * b, lambda);
             }
         }
         // Stages in reverse: k_i = f(t + c_i h, z_i), z_i = u_n + h Σ_{j<i} a_ij k_j.
@@ -356,9 +359,7 @@ impl<'a> Backward<'a> {
             add(&mut self.ubar, &self.vjp.gu);
             for (j, &a) in tab.a[i].iter().enumerate() {
                 if a != 0.0 {
-                    for m in 0..n {
-                        self.kbar[j * n + m] += h * a * self.vjp.gu[m];
-                    }
+                    add_scaled(&mut self.kbar[j * n..(j + 1) * n], h * a, &self.vjp.gu);
                 }
             }
         }

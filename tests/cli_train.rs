@@ -287,3 +287,46 @@ fn bad_input_gets_the_contract_exit_status() {
     let o = ndec(&["train", s(&m), "--data", "/nonexistent/data.csv"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Ctrl-C (SIGINT) stops a long fit after the current iteration, exit 130, with the last
+/// params whose loss was finite on disk (a complete params file `ndec run` reads).
+#[test]
+fn an_interrupted_fit_keeps_its_last_good_params() {
+    let (m, d) = (write("int.nde", UDE), write("int.csv", DATA));
+    let saved = tmp("int.json");
+    let _ = std::fs::remove_file(&saved);
+    let child = Command::new(env!("CARGO_BIN_EXE_ndec"))
+        .args([
+            "train",
+            s(&m),
+            "--data",
+            s(&d),
+            "--iters",
+            "100000000",
+            "--save-params",
+            s(&saved),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the fit has saved once (at most once a second while it runs).
+    let t0 = std::time::Instant::now();
+    while !saved.exists() && t0.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(saved.exists(), "no params saved while training");
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted after"),
+        "{}",
+        stderr(&out)
+    );
+    let run = ndec(&["run", s(&m), "--params", s(&saved)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+}

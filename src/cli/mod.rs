@@ -24,6 +24,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const SOLVER: i32 = 3;
     pub const UNAVAILABLE: i32 = 4;
+    /// `ndec train` stopped by an interrupt (SIGINT), its last good params saved.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// A failure that ends the command: the message goes to stderr, the code is the exit status.

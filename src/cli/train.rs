@@ -6,6 +6,10 @@ use crate::runtime::{Method, SolveOptions};
 use crate::sensitivity::{AdjointOptions, GradientError, Kernels, Sensitivity};
 use crate::train;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the SIGINT handler; the fit stops after the current iteration.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -247,6 +251,10 @@ pub fn run(a: TrainArgs) -> CliResult {
             None => Ok(()),
         }
     };
+    // Ctrl-C stops the fit at the end of the current iteration; the params are then saved
+    // like at any other end. (A second handler cannot be installed in one process; the
+    // binary runs one command.)
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     let on_event = |e: train::Event| -> Result<(), String> {
         match e {
             train::Event::First(g) => {
@@ -265,6 +273,9 @@ pub fn run(a: TrainArgs) -> CliResult {
                     }
                 }
                 progress.update(done as u64, g.loss, train::norm(&g.grad));
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    return Err(format!("interrupted after {done} iterations"));
+                }
             }
             train::Event::Stalled => progress
                 .note("L-BFGS: no step along the search direction lowers the loss; stopping"),
@@ -275,6 +286,20 @@ pub fn run(a: TrainArgs) -> CliResult {
     progress.finish();
     if fitted.is_err() {
         save(&last_good)?;
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        let kept = match &a.save_params {
+            Some(path) => format!(
+                "; the last params with a finite loss are in `{}`",
+                path.display()
+            ),
+            None => " (no --save-params given: nothing saved)".into(),
+        };
+        let why = fitted.err().map(|e| e.to_string()).unwrap_or_default();
+        return Err(Failure {
+            code: exit::INTERRUPTED,
+            message: format!("error: {why}{kept}"),
+        });
     }
     let report = fitted.map_err(|e| match e {
         train::FitError::Gradient(g) => gradient_failure(g),

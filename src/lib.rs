@@ -20,5 +20,6 @@ pub mod rng;
 pub mod runtime;
 pub mod sema;
 pub mod span;
+pub mod stochastic;
 pub mod syntax;
 pub mod train;

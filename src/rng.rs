@@ -65,6 +65,15 @@ impl Stream {
         let (u1, u2) = self.uniforms(index);
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
+
+    /// Two independent standard normals from block `index` (both Box–Muller outputs; the
+    /// first equals [`Stream::normal`]).
+    pub fn normals(&self, index: u64) -> (f64, f64) {
+        let (u1, u2) = self.uniforms(index);
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        (r * c, r * s)
+    }
 }
 
 fn to_unit(a: u32, b: u32) -> f64 {

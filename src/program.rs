@@ -310,18 +310,7 @@ impl Program {
             "the parameter vector has the wrong length"
         );
         let k = self.sde.as_ref()?;
-        let scratch = [&k.ito, &k.stratonovich, &k.milstein, &k.drift_diffusion]
-            .iter()
-            .map(|k| k.scratch_len())
-            .max()
-            .unwrap_or(0);
-        Some(ProgramSde {
-            k,
-            p,
-            t: [0.0],
-            n: self.dim(),
-            scratch: vec![0.0; scratch],
-        })
+        Some(ProgramSde::new(k, p, self.dim()))
     }
 
     /// Solves an SDE model on trajectory (`opts.seed`, `opts.traj`)'s Brownian path.
@@ -513,53 +502,88 @@ pub struct ProgramSde<'a> {
     t: [f64; 1],
     n: usize,
     scratch: Vec<f64>,
+    /// Per kernel (ito, stratonovich, milstein, drift_diffusion): its native entry when its
+    /// argument lengths are (t[1], u[n], p[np][, dw[m]]), checked once here.
+    entries: [Option<crate::backend::NativeEntry>; 4],
 }
 
-impl ProgramSde<'_> {
-    /// Calls `kernel` on (t, u, p[, dw]) with the native entry when there is one (the
-    /// buffer lengths are checked against the kernel's ABI on every call).
+impl<'a> ProgramSde<'a> {
+    fn new(k: &'a SdeKernels, p: &'a [f64], n: usize) -> ProgramSde<'a> {
+        let kernels = [&k.ito, &k.stratonovich, &k.milstein, &k.drift_diffusion];
+        let scratch = kernels.iter().map(|k| k.scratch_len()).max().unwrap_or(0);
+        let entries = std::array::from_fn(|i| {
+            let kernel = kernels[i];
+            let want: &[usize] = if i == 3 {
+                &[1, n, p.len()]
+            } else {
+                &[1, n, p.len(), k.m]
+            };
+            kernel.native().filter(|_| kernel.arg_lens() == want)
+        });
+        ProgramSde {
+            k,
+            p,
+            t: [0.0],
+            n,
+            scratch: vec![0.0; scratch],
+            entries,
+        }
+    }
+
+    fn kernel(&self, which: usize) -> &'a dyn Kernel {
+        let k = self.k;
+        match which {
+            0 => k.ito.as_ref(),
+            1 => k.stratonovich.as_ref(),
+            2 => k.milstein.as_ref(),
+            _ => k.drift_diffusion.as_ref(),
+        }
+    }
+
+    /// Calls kernel `which` on (t, u, p[, dw]): the native entry when there is one (after
+    /// checking the state, noise and output lengths), else through [`Kernel::call`].
     fn call(
         &mut self,
-        kernel: &dyn Kernel,
+        which: usize,
         t: f64,
         u: &[f64],
         dw: Option<&[f64]>,
         outs: &mut [&mut [f64]],
     ) {
         self.t[0] = t;
-        let mut args: [&[f64]; 4] = [&self.t, u, self.p, &[]];
-        let na = if let Some(dw) = dw {
-            args[3] = dw;
-            4
-        } else {
-            3
-        };
-        let args = &args[..na];
-        let ok = kernel.arg_lens().len() == na
-            && kernel.out_lens().len() == outs.len()
-            && args
-                .iter()
-                .zip(kernel.arg_lens())
-                .all(|(a, &l)| a.len() == l)
-            && outs
-                .iter()
-                .zip(kernel.out_lens())
-                .all(|(o, &l)| o.len() == l);
-        match kernel.native() {
-            Some(entry) if ok && self.scratch.len() >= kernel.scratch_len() => {
-                let ap: [*const f64; 4] =
-                    std::array::from_fn(|i| args.get(i).map_or(std::ptr::null(), |a| a.as_ptr()));
+        let kernel = self.kernel(which);
+        match self.entries[which] {
+            Some(entry) => {
+                let out_lens = kernel.out_lens();
+                assert!(
+                    u.len() == self.n
+                        && dw.is_none_or(|d| d.len() == self.k.m)
+                        && outs.len() == out_lens.len()
+                        && outs.iter().zip(out_lens).all(|(o, &l)| o.len() == l),
+                    "SDE kernel buffers of the wrong length"
+                );
+                let args = [
+                    self.t.as_ptr(),
+                    u.as_ptr(),
+                    self.p.as_ptr(),
+                    dw.map_or(std::ptr::null(), |d| d.as_ptr()),
+                ];
                 let mut op: [*mut f64; 3] = [std::ptr::null_mut(); 3];
                 for (o, slot) in outs.iter_mut().zip(op.iter_mut()) {
                     *slot = o.as_mut_ptr();
                 }
-                // SAFETY: every argument and output buffer was just checked against the
-                // kernel's ABI lengths, and scratch against its scratch length; the outputs
-                // are `&mut` slices, so they alias no input; the code is alive while
-                // `self.k` borrows the kernel that owns it.
-                unsafe { entry(ap.as_ptr(), op.as_ptr(), self.scratch.as_mut_ptr()) }
+                // SAFETY: `ProgramSde::new` checked this kernel's argument lengths against
+                // (t[1], u[n], p[p.len()][, dw[m]]) and sized `scratch` to the largest
+                // scratch_len; `u`, `dw` and every output were checked just above. Outputs
+                // are `&mut` slices, so they alias no input. The code is alive while `self.k`
+                // borrows the kernel that owns it.
+                unsafe { entry(args.as_ptr(), op.as_ptr(), self.scratch.as_mut_ptr()) }
             }
-            _ => kernel.call(args, outs, &mut self.scratch),
+            None => {
+                let mut args: Vec<&[f64]> = vec![&self.t, u, self.p];
+                args.extend(dw);
+                kernel.call(&args, outs, &mut self.scratch)
+            }
         }
     }
 }
@@ -578,12 +602,10 @@ impl SdeRhs for ProgramSde<'_> {
         self.k.noise.class == crate::stochastic::NoiseClass::Diagonal
     }
     fn ito(&mut self, t: f64, u: &[f64], dw: &[f64], f: &mut [f64], gdw: &mut [f64]) {
-        let k = self.k;
-        self.call(k.ito.as_ref(), t, u, Some(dw), &mut [f, gdw]);
+        self.call(0, t, u, Some(dw), &mut [f, gdw]);
     }
     fn stratonovich(&mut self, t: f64, u: &[f64], dw: &[f64], f: &mut [f64], gdw: &mut [f64]) {
-        let k = self.k;
-        self.call(k.stratonovich.as_ref(), t, u, Some(dw), &mut [f, gdw]);
+        self.call(1, t, u, Some(dw), &mut [f, gdw]);
     }
     fn milstein(
         &mut self,
@@ -594,11 +616,9 @@ impl SdeRhs for ProgramSde<'_> {
         gdw: &mut [f64],
         mil: &mut [f64],
     ) {
-        let k = self.k;
-        self.call(k.milstein.as_ref(), t, u, Some(dw), &mut [f, gdw, mil]);
+        self.call(2, t, u, Some(dw), &mut [f, gdw, mil]);
     }
     fn drift_diffusion(&mut self, t: f64, u: &[f64], f: &mut [f64], g: &mut [f64]) {
-        let k = self.k;
-        self.call(k.drift_diffusion.as_ref(), t, u, None, &mut [f, g]);
+        self.call(3, t, u, None, &mut [f, g]);
     }
 }

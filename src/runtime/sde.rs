@@ -9,8 +9,8 @@
 //!
 //! **Brownian paths.** A draw is a pure function of (seed, trajectory, position), from
 //! Philox4x32-10 ([`crate::rng`]), so any trajectory replays alone, on any thread:
-//! - [`GridPath`] (fixed-step methods by default): the increment of step n is
-//!   √h·Z(seed, traj, n), keyed by the step number;
+//! - [`GridPath`] (fixed-step methods by default): the increment of noise j over step n is
+//!   √h·Z(seed, traj, n·m + j), keyed by the step number;
 //! - [`BrownianTree`] (the adaptive method; optional for fixed steps): a virtual Brownian
 //!   tree on [t0, t1]. W(t1) = √T·Z₀; the midpoint of the dyadic interval with heap id k
 //!   is the Brownian bridge ½(W(a)+W(b)) + √((b−a)/4)·Z_k. W(t) at any t is found by
@@ -20,11 +20,12 @@
 //!   descent is cached, so sequential queries cost O(1) bridge samples each on average.
 //!
 //! Noise of trajectory k never shares Philox blocks with the `--vary` draws of
-//! [`crate::ensemble`] (stream k): the grid uses stream k + 2⁵⁶, the tree k + 2⁵⁷.
+//! [`crate::ensemble`] (stream k): the grid uses stream k + 2⁵⁶, the tree k + 2⁵⁷. Normals are
+//! Doornik's ziggurat on Philox bits ([`Gaussians`]).
 
 use super::integrate::{Method, SaveAt, Solution, SolveOptions};
 use super::{FailReason, SolveError, Stats};
-use crate::rng::Stream;
+use crate::rng::{Gaussians, Stream};
 
 /// The SDE methods (LANGUAGE.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -240,10 +241,11 @@ impl SdeSolution {
 const GRID_TAG: u64 = 1 << 56;
 const TREE_TAG: u64 = 1 << 57;
 
-/// Increments over fixed steps: step n of length h gets √h·Z(seed, traj, n).
+/// Increments over fixed steps: step n of length h gets √h·Z(seed, traj, n·m + j) for noise j
+/// (ziggurat normals, [`Gaussians`]).
 #[derive(Clone, Debug)]
 pub struct GridPath {
-    stream: Stream,
+    normals: Gaussians,
     m: usize,
 }
 
@@ -251,21 +253,17 @@ impl GridPath {
     pub fn new(seed: u64, traj: u64, m: usize) -> GridPath {
         assert!(traj < GRID_TAG, "trajectory index too large");
         GridPath {
-            stream: Stream::new(seed, traj | GRID_TAG),
+            normals: Gaussians::new(Stream::new(seed, traj | GRID_TAG)),
             m,
         }
     }
 
     /// ΔW over step `n` (of length `h`).
-    pub fn increment(&self, n: u64, h: f64, dw: &mut [f64]) {
-        let half = self.m.div_ceil(2) as u64;
+    pub fn increment(&mut self, n: u64, h: f64, dw: &mut [f64]) {
         let s = h.sqrt();
-        for (j, pair) in dw.chunks_mut(2).enumerate() {
-            let (a, b) = self.stream.normals(n * half + j as u64);
-            pair[0] = s * a;
-            if pair.len() > 1 {
-                pair[1] = s * b;
-            }
+        let q0 = n * self.m as u64;
+        for (j, d) in dw.iter_mut().enumerate() {
+            *d = s * self.normals.at(q0 + j as u64);
         }
     }
 }
@@ -284,7 +282,7 @@ struct Frame {
 /// A virtual Brownian tree on [t0, t1] (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct BrownianTree {
-    stream: Stream,
+    normals: Gaussians,
     m: usize,
     t0: f64,
     t1: f64,
@@ -303,16 +301,16 @@ impl BrownianTree {
             m < 1 << 12,
             "too many Wiener processes for the tree's counter layout"
         );
-        let stream = Stream::new(seed, traj | TREE_TAG);
+        let mut normals = Gaussians::new(Stream::new(seed, traj | TREE_TAG));
         let mut vals = vec![0.0; 2 * m];
         let s = (t1 - t0).sqrt();
         let mut tmp = vec![0.0; m];
-        normals_into(&stream, m, 0, &mut tmp);
+        normals_into(&mut normals, m, 0, &mut tmp);
         for j in 0..m {
             vals[m + j] = s * tmp[j];
         }
         BrownianTree {
-            stream,
+            normals,
             m,
             t0,
             t1,
@@ -360,7 +358,7 @@ impl BrownianTree {
                 return;
             }
             let s = (0.25 * (f.b - f.a)).sqrt();
-            normals_into(&self.stream, m, f.id, &mut self.mid);
+            normals_into(&mut self.normals, m, f.id, &mut self.mid);
             for j in 0..m {
                 self.mid[j] = 0.5 * (wa[j] + wb[j]) + s * self.mid[j];
             }
@@ -405,15 +403,11 @@ impl BrownianTree {
     }
 }
 
-/// m standard normals for tree node `id` (pairs of Box–Muller outputs per block).
-fn normals_into(stream: &Stream, m: usize, id: u64, out: &mut [f64]) {
-    let half = m.div_ceil(2) as u64;
-    for (j, pair) in out.chunks_mut(2).enumerate() {
-        let (a, b) = stream.normals(id * half + j as u64);
-        pair[0] = a;
-        if pair.len() > 1 {
-            pair[1] = b;
-        }
+/// m standard normals for tree node `id` (normal numbers id·m … id·m + m − 1).
+fn normals_into(g: &mut Gaussians, m: usize, id: u64, out: &mut [f64]) {
+    let q0 = id * m as u64;
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = g.at(q0 + j as u64);
     }
 }
 
@@ -811,7 +805,7 @@ mod tests {
 
     #[test]
     fn grid_increments_depend_only_on_the_key_and_step() {
-        let g = GridPath::new(3, 4, 3);
+        let mut g = GridPath::new(3, 4, 3);
         let (mut a, mut b) = (vec![0.0; 3], vec![0.0; 3]);
         g.increment(17, 0.01, &mut a);
         GridPath::new(3, 4, 3).increment(17, 0.01, &mut b);

@@ -505,6 +505,8 @@ pub struct ProgramSde<'a> {
     /// Per kernel (ito, stratonovich, milstein, drift_diffusion): its native entry when its
     /// argument lengths are (t[1], u[n], p[np][, dw[m]]), checked once here.
     entries: [Option<crate::backend::NativeEntry>; 4],
+    /// Per kernel, its output lengths.
+    out_lens: [Vec<usize>; 4],
 }
 
 impl<'a> ProgramSde<'a> {
@@ -527,6 +529,7 @@ impl<'a> ProgramSde<'a> {
             n,
             scratch: vec![0.0; scratch],
             entries,
+            out_lens: std::array::from_fn(|i| kernels[i].out_lens().to_vec()),
         }
     }
 
@@ -551,10 +554,9 @@ impl<'a> ProgramSde<'a> {
         outs: &mut [&mut [f64]],
     ) {
         self.t[0] = t;
-        let kernel = self.kernel(which);
         match self.entries[which] {
             Some(entry) => {
-                let out_lens = kernel.out_lens();
+                let out_lens = &self.out_lens[which];
                 assert!(
                     u.len() == self.n
                         && dw.is_none_or(|d| d.len() == self.k.m)
@@ -582,7 +584,7 @@ impl<'a> ProgramSde<'a> {
             None => {
                 let mut args: Vec<&[f64]> = vec![&self.t, u, self.p];
                 args.extend(dw);
-                kernel.call(&args, outs, &mut self.scratch)
+                self.kernel(which).call(&args, outs, &mut self.scratch)
             }
         }
     }

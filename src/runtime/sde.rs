@@ -258,9 +258,14 @@ impl GridPath {
         }
     }
 
-    /// ΔW over step `n` (of length `h`).
-    pub fn increment(&mut self, n: u64, h: f64, dw: &mut [f64]) {
-        let s = h.sqrt();
+    /// The unit normals of steps n0, n0 + 1, … (m per step, step-major) into `z`.
+    pub fn normals(&mut self, n0: u64, z: &mut [f64]) {
+        self.normals.fill(n0 * self.m as u64, z);
+    }
+
+    /// ΔW over step `n` of length h, given √h.
+    pub fn increment(&mut self, n: u64, sqrt_h: f64, dw: &mut [f64]) {
+        let s = sqrt_h;
         let q0 = n * self.m as u64;
         for (j, d) in dw.iter_mut().enumerate() {
             *d = s * self.normals.at(q0 + j as u64);
@@ -474,9 +479,18 @@ impl Saver {
         self.w.extend_from_slice(w);
         self.next += 1;
     }
+    /// Whether a save time is due by the end `tb` of a step of length `h`.
+    #[inline]
+    fn pending_by(&self, tb: f64, h: f64) -> bool {
+        self.times
+            .get(self.next)
+            .is_some_and(|&s| s <= tb + 1e-9 * h)
+    }
+
     /// Saves every pending time in (ta, tb] by linear interpolation between the step's
     /// ends (the end values themselves when a save time is within 1e-9 of a step of them).
     #[allow(clippy::too_many_arguments)]
+    #[cold]
     fn between(&mut self, ta: f64, tb: f64, ua: &[f64], ub: &[f64], wa: &[f64], wb: &[f64]) {
         let h = tb - ta;
         while self.next < self.times.len() && self.times[self.next] <= tb + 1e-9 * h {
@@ -516,9 +530,15 @@ fn fixed<R: SdeRhs + ?Sized>(
     let (t0, t1) = (opts.t0, opts.t1);
     let dt = opts.dt.expect("validated: fixed-step methods have a dt");
     let nsteps = ((t1 - t0) / dt - 1e-9).ceil().max(1.0) as u64;
+    let sqrt_dt = dt.sqrt();
+    const ZCHUNK: u64 = 256;
+    let (mut zbuf, mut zk) = (Vec::<f64>::new(), 0u64);
     let time = |k: u64| {
         if k >= nsteps { t1 } else { t0 + k as f64 * dt }
     };
+    // √h of the last (possibly shortened) step; every other step has
+    // √dt (its h = t_{k+1} − t_k may differ from dt in the last bit).
+    let sqrt_last = (t1 - time(nsteps - 1)).sqrt();
     let mut path = match opts.brownian() {
         BrownianKind::Grid => Path::Grid(GridPath::new(opts.seed, opts.traj, m)),
         BrownianKind::Tree => Path::Tree(BrownianTree::new(opts.seed, opts.traj, m, t0, t1)),
@@ -559,7 +579,18 @@ fn fixed<R: SdeRhs + ?Sized>(
         }
         match &mut path {
             Path::Grid(g) => {
-                g.increment(k, h, &mut dw);
+                // Normals for a chunk of steps at a time (one tight Philox loop).
+                if k >= zk + ZCHUNK || k < zk || zbuf.is_empty() {
+                    zk = k;
+                    let steps = ZCHUNK.min(nsteps - k);
+                    zbuf.resize(steps as usize * m, 0.0);
+                    g.normals(k, &mut zbuf);
+                }
+                let sq = if k + 1 < nsteps { sqrt_dt } else { sqrt_last };
+                let z = &zbuf[(k - zk) as usize * m..(k - zk + 1) as usize * m];
+                for j in 0..m {
+                    dw[j] = sq * z[j];
+                }
                 for j in 0..m {
                     wn[j] = w[j] + dw[j];
                 }
@@ -608,7 +639,10 @@ fn fixed<R: SdeRhs + ?Sized>(
         if !un.iter().all(|x| x.is_finite()) {
             return Err(fail(ta, FailReason::NonFiniteState, stats));
         }
-        saver.between(ta, tb, &u, &un, &w, &wn);
+        // Most steps pass no save time: test that inline, before the call.
+        if saver.pending_by(tb, h) {
+            saver.between(ta, tb, &u, &un, &w, &wn);
+        }
         std::mem::swap(&mut u, &mut un);
         std::mem::swap(&mut w, &mut wn);
     }
@@ -807,10 +841,13 @@ mod tests {
     fn grid_increments_depend_only_on_the_key_and_step() {
         let mut g = GridPath::new(3, 4, 3);
         let (mut a, mut b) = (vec![0.0; 3], vec![0.0; 3]);
-        g.increment(17, 0.01, &mut a);
-        GridPath::new(3, 4, 3).increment(17, 0.01, &mut b);
+        g.increment(17, 0.1, &mut a);
+        let mut z = vec![0.0; 9];
+        GridPath::new(3, 4, 3).normals(16, &mut z);
+        assert!((0..3).all(|j| (z[3 + j] * 0.1 - a[j]).abs() == 0.0));
+        GridPath::new(3, 4, 3).increment(17, 0.1, &mut b);
         assert_eq!(a, b);
-        GridPath::new(3, 5, 3).increment(17, 0.01, &mut b);
+        GridPath::new(3, 5, 3).increment(17, 0.1, &mut b);
         assert_ne!(a, b);
         // Different noises of one step are different draws.
         assert!(a[0] != a[1] && a[1] != a[2]);

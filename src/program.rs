@@ -332,6 +332,30 @@ impl Program {
         }
     }
 
+    /// Solves several trajectories of an SDE model, each with its params, initial state and
+    /// options (usually differing only in `traj`), in lockstep where the method allows:
+    /// results bit-identical to [`Program::solve_sde`] one by one.
+    pub fn solve_sde_many(
+        &self,
+        p: &[&[f64]],
+        u0: &[&[f64]],
+        opts: &[SdeOptions],
+    ) -> Vec<Result<SdeSolution, SolveError>> {
+        if self.sde.is_none() {
+            return opts
+                .iter()
+                .zip(p)
+                .zip(u0)
+                .map(|((o, p), u)| self.solve_sde(p, u, o))
+                .collect();
+        }
+        let mut rhs: Vec<ProgramSde<'_>> = p
+            .iter()
+            .map(|p| self.sde_rhs(p).expect("an SDE program"))
+            .collect();
+        runtime::sde::solve_sde_many(&mut rhs, u0, opts)
+    }
+
     /// Number of output entries (columns after the states).
     pub fn output_len(&self) -> usize {
         self.ir.outputs.outputs[0].0.len

@@ -533,6 +533,51 @@ fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
             }
         }
     };
+    if let Solver::Sde(opts) = &plan.solver
+        && plan.trajs.len() > 1
+    {
+        // SDE ensembles: a few trajectories per task, solved in lockstep (bit-identical to
+        // solving each alone; see `runtime::sde::solve_sde_many`).
+        const LANES: usize = 4;
+        let chunk = |ks: &[usize]| -> Vec<TrajResult> {
+            let setups: Vec<(Vec<f64>, Vec<f64>)> = ks
+                .iter()
+                .map(|k| {
+                    ensemble::trajectory_setup(
+                        prog,
+                        &plan.base_p,
+                        plan.seed,
+                        *k,
+                        &plan.varies,
+                        plan.table.as_ref(),
+                    )
+                })
+                .collect();
+            let ps: Vec<&[f64]> = setups.iter().map(|(p, _)| p.as_slice()).collect();
+            let u0s: Vec<&[f64]> = setups.iter().map(|(_, u)| u.as_slice()).collect();
+            let os: Vec<SdeOptions> = ks
+                .iter()
+                .map(|k| {
+                    let mut o = opts.clone();
+                    o.traj = *k as u64;
+                    o
+                })
+                .collect();
+            prog.solve_sde_many(&ps, &u0s, &os)
+                .into_iter()
+                .zip(setups)
+                .map(|(r, (p, _))| r.map(|s| (s.sol, p)))
+                .collect()
+        };
+        return plan
+            .trajs
+            .par_chunks(LANES)
+            .map(chunk)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect();
+    }
     if plan.trajs.len() > 1 {
         plan.trajs.par_iter().map(solve).collect()
     } else {

@@ -431,6 +431,62 @@ pub fn solve_sde<R: SdeRhs + ?Sized>(
     u0: &[f64],
     opts: &SdeOptions,
 ) -> Result<SdeSolution, SolveError> {
+    check(rhs, u0, opts)?;
+    if opts.method == SdeMethod::SdeAdaptive {
+        adaptive(rhs, u0, opts)
+    } else if lane_method(opts) {
+        let mut r = solve_lockstep(&mut [rhs], &[u0], std::slice::from_ref(opts));
+        r.pop().expect("one lane")
+    } else {
+        fixed(rhs, u0, opts)
+    }
+}
+
+/// Whether a solve runs on the lockstep lanes: euler_maruyama or milstein on the grid path.
+fn lane_method(o: &SdeOptions) -> bool {
+    matches!(o.method, SdeMethod::EulerMaruyama | SdeMethod::Milstein)
+        && o.brownian() == BrownianKind::Grid
+}
+
+/// Solves several trajectories (one `rhs` each, e.g. with their own params) in lockstep:
+/// step k of every lane, then step k + 1, so the lanes' independent kernel calls overlap in
+/// the CPU. Each lane's arithmetic is exactly that of solving it alone (the same code runs
+/// with one lane), so the results are bit-identical to [`solve_sde`]. Lanes whose options
+/// differ in anything but `seed`/`traj`, or whose method is not euler_maruyama or milstein on
+/// the grid path, are solved one by one.
+pub fn solve_sde_many<R: SdeRhs>(
+    rhs: &mut [R],
+    u0: &[&[f64]],
+    opts: &[SdeOptions],
+) -> Vec<Result<SdeSolution, SolveError>> {
+    assert!(rhs.len() == u0.len() && u0.len() == opts.len());
+    let same = opts.iter().all(|o| {
+        lane_method(o) && {
+            let (mut a, mut b) = (o.clone(), opts[0].clone());
+            (a.seed, a.traj, b.seed, b.traj) = (0, 0, 0, 0);
+            a == b
+        }
+    });
+    let checked: Vec<Result<(), SolveError>> = rhs
+        .iter()
+        .zip(u0)
+        .zip(opts)
+        .map(|((r, u), o)| check(r, u, o))
+        .collect();
+    if !same || checked.iter().any(Result::is_err) || rhs.iter().any(|r| r.dim() != rhs[0].dim()) {
+        return rhs
+            .iter_mut()
+            .zip(u0)
+            .zip(opts)
+            .map(|((r, u), o)| solve_sde(r, u, o))
+            .collect();
+    }
+    let mut refs: Vec<&mut R> = rhs.iter_mut().collect();
+    solve_lockstep(&mut refs, u0, opts)
+}
+
+/// The checks of [`solve_sde`] before any step.
+fn check<R: SdeRhs + ?Sized>(rhs: &R, u0: &[f64], opts: &SdeOptions) -> Result<(), SolveError> {
     let n = rhs.dim();
     let invalid = |m: String| fail(opts.t0, FailReason::InvalidInput(m), Stats::default());
     opts.validate(n).map_err(invalid)?;
@@ -447,11 +503,135 @@ pub fn solve_sde<R: SdeRhs + ?Sized>(
                 .into(),
         ));
     }
-    if opts.method == SdeMethod::SdeAdaptive {
-        adaptive(rhs, u0, opts)
-    } else {
-        fixed(rhs, u0, opts)
+    Ok(())
+}
+
+/// One trajectory of a lockstep solve.
+struct Lane {
+    path: GridPath,
+    zbuf: Vec<f64>,
+    zk: u64,
+    u: Vec<f64>,
+    un: Vec<f64>,
+    f: Vec<f64>,
+    gdw: Vec<f64>,
+    mil: Vec<f64>,
+    w: Vec<f64>,
+    wn: Vec<f64>,
+    dw: Vec<f64>,
+    saver: Saver,
+    stats: Stats,
+    err: Option<SolveError>,
+}
+
+/// Normals are drawn for this many steps at a time (one tight Philox loop).
+const ZCHUNK: u64 = 256;
+
+/// Euler–Maruyama or Milstein on the grid path, lanes in lockstep (validated options, all
+/// equal but for the noise key).
+fn solve_lockstep<R: SdeRhs + ?Sized>(
+    rhs: &mut [&mut R],
+    u0: &[&[f64]],
+    opts: &[SdeOptions],
+) -> Vec<Result<SdeSolution, SolveError>> {
+    let o = &opts[0];
+    let (n, m) = (rhs[0].dim(), rhs[0].noise_dim());
+    let (t0, t1) = (o.t0, o.t1);
+    let dt = o.dt.expect("validated: fixed-step methods have a dt");
+    let nsteps = ((t1 - t0) / dt - 1e-9).ceil().max(1.0) as u64;
+    let time = |k: u64| {
+        if k >= nsteps { t1 } else { t0 + k as f64 * dt }
+    };
+    let sqrt_dt = dt.sqrt();
+    // √h of the last (possibly shortened) step; every other step uses √dt (its
+    // h = t_{k+1} − t_k may differ from dt in the last bit).
+    let sqrt_last = (t1 - time(nsteps - 1)).sqrt();
+    let times = o.save_times().expect("validated");
+    let milstein = o.method == SdeMethod::Milstein;
+    let mut lanes: Vec<Lane> = opts
+        .iter()
+        .zip(u0)
+        .map(|(o, u0)| {
+            let mut saver = Saver::new(times.clone());
+            saver.push(t0, u0, &vec![0.0; m]);
+            Lane {
+                path: GridPath::new(o.seed, o.traj, m),
+                zbuf: Vec::new(),
+                zk: 0,
+                u: u0.to_vec(),
+                un: vec![0.0; n],
+                f: vec![0.0; n],
+                gdw: vec![0.0; n],
+                mil: vec![0.0; n],
+                w: vec![0.0; m],
+                wn: vec![0.0; m],
+                dw: vec![0.0; m],
+                saver,
+                stats: Stats::default(),
+                err: None,
+            }
+        })
+        .collect();
+    for k in 0..nsteps {
+        let (ta, tb) = (time(k), time(k + 1));
+        let h = tb - ta;
+        let sq = if k + 1 < nsteps { sqrt_dt } else { sqrt_last };
+        for (l, r) in lanes.iter_mut().zip(rhs.iter_mut()) {
+            if l.err.is_some() {
+                continue;
+            }
+            if l.stats.steps >= o.max_steps {
+                l.err = Some(fail(
+                    ta,
+                    FailReason::MaxSteps {
+                        max_steps: o.max_steps,
+                    },
+                    l.stats,
+                ));
+                continue;
+            }
+            if k >= l.zk + ZCHUNK || l.zbuf.is_empty() {
+                l.zk = k;
+                l.zbuf.resize(ZCHUNK.min(nsteps - k) as usize * m, 0.0);
+                l.path.normals(k, &mut l.zbuf);
+            }
+            let z = &l.zbuf[(k - l.zk) as usize * m..(k - l.zk + 1) as usize * m];
+            for (j, zj) in z.iter().enumerate() {
+                l.dw[j] = sq * zj;
+                l.wn[j] = l.w[j] + l.dw[j];
+            }
+            if milstein {
+                r.milstein(ta, &l.u, &l.dw, &mut l.f, &mut l.gdw, &mut l.mil);
+                for i in 0..n {
+                    l.un[i] = l.u[i] + l.f[i] * h + l.gdw[i] + l.mil[i];
+                }
+            } else {
+                r.ito(ta, &l.u, &l.dw, &mut l.f, &mut l.gdw);
+                for i in 0..n {
+                    l.un[i] = l.u[i] + l.f[i] * h + l.gdw[i];
+                }
+            }
+            l.stats.rhs_evals += 1;
+            l.stats.steps += 1;
+            l.stats.accepted += 1;
+            if !l.un.iter().all(|x| x.is_finite()) {
+                l.err = Some(fail(ta, FailReason::NonFiniteState, l.stats));
+                continue;
+            }
+            if l.saver.pending_by(tb, h) {
+                l.saver.between(ta, tb, &l.u, &l.un, &l.w, &l.wn);
+            }
+            std::mem::swap(&mut l.u, &mut l.un);
+            std::mem::swap(&mut l.w, &mut l.wn);
+        }
     }
+    lanes
+        .into_iter()
+        .map(|l| match l.err {
+            Some(e) => Err(e),
+            None => Ok(l.saver.finish(n, m, l.stats)),
+        })
+        .collect()
 }
 
 /// Saved rows.

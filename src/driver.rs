@@ -74,5 +74,7 @@ pub fn check(src: &Source) -> Result<Model, Vec<Diagnostic>> {
 
 /// Lowers a checked model to IR functions.
 pub fn lower(model: &Model) -> Result<crate::ir::Lowered, crate::ir::LowerError> {
-    crate::ir::lower(model)
+    let mut l = crate::ir::lower(model)?;
+    l.sde = crate::stochastic::derive(&l);
+    Ok(l)
 }

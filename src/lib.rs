@@ -21,5 +21,6 @@ pub mod runtime;
 pub mod sema;
 pub mod sensitivity;
 pub mod span;
+pub mod stochastic;
 pub mod syntax;
 pub mod train;

@@ -24,8 +24,10 @@ use crate::backend::interp::Interpreted;
 use crate::diag::Diagnostic;
 use crate::driver::{self, Source};
 use crate::ir::{Function, LowerError, Lowered, ParamLayout};
+use crate::runtime::sde::{SdeOptions, SdeRhs, SdeSolution};
 use crate::runtime::{self, OdeJacobian, OdeRhs, Solution, SolveError, SolveOptions, Sparsity};
 use crate::sema::Model;
+use crate::stochastic::NoiseInfo;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -74,6 +76,8 @@ pub struct Program {
     pub vector_field: Arc<dyn Kernel>,
     pub initial: Arc<dyn Kernel>,
     pub outputs: Arc<dyn Kernel>,
+    /// The SDE kernels, for a model with `brownian` noise (`vector_field` is then its drift).
+    pub sde: Option<SdeKernels>,
     /// Time spent lowering and generating code (not parsing).
     pub compile_time: Duration,
     backend: Backend,
@@ -91,6 +95,21 @@ pub enum JacobianKernel {
         gather: Vec<u32>,
         compressed_len: usize,
     },
+}
+
+/// The compiled kernels of an SDE (see [`crate::stochastic`]).
+pub struct SdeKernels {
+    /// `(t, u, p, dw) -> (f_ito, G dw)`.
+    pub ito: Arc<dyn Kernel>,
+    /// `(t, u, p, dw) -> (f_strat, G dw)`.
+    pub stratonovich: Arc<dyn Kernel>,
+    /// `(t, u, p, dw) -> (f_strat, G dw, ½ (∂(G dw)/∂u)(G dw))`.
+    pub milstein: Arc<dyn Kernel>,
+    /// `(t, u, p) -> (f_strat, G)` (G's diagonal for diagonal noise).
+    pub drift_diffusion: Arc<dyn Kernel>,
+    pub noise: NoiseInfo,
+    /// Number of Wiener processes.
+    pub m: usize,
 }
 
 /// Systems up to this size always get a dense Jacobian.
@@ -123,11 +142,33 @@ impl Program {
             }));
         }
         let ir = driver::lower(&model).map_err(CompileError::Unsupported)?;
-        let fns = [&ir.vector_field, &ir.initial, &ir.outputs];
-        let kernels = build_kernels(&fns, backend)?;
-        let [vector_field, initial, outputs]: [Arc<dyn Kernel>; 3] = kernels
-            .try_into()
-            .map_err(|_| CompileError::Backend("kernel count".into()))?;
+        let mut fns = vec![&ir.vector_field, &ir.initial, &ir.outputs];
+        if let Some(s) = &ir.sde {
+            fns.extend([
+                &s.step_ito,
+                &s.step_stratonovich,
+                &s.step_milstein,
+                &s.drift_diffusion,
+            ]);
+        }
+        let mut kernels = build_kernels(&fns, backend)?.into_iter();
+        let mut next = || {
+            kernels
+                .next()
+                .ok_or_else(|| CompileError::Backend("kernel count".into()))
+        };
+        let (vector_field, initial, outputs) = (next()?, next()?, next()?);
+        let sde = match &ir.sde {
+            Some(s) => Some(SdeKernels {
+                ito: next()?,
+                stratonovich: next()?,
+                milstein: next()?,
+                drift_diffusion: next()?,
+                noise: s.noise,
+                m: s.m,
+            }),
+            None => None,
+        };
         let layout = ir.layout.clone();
         Ok(Program {
             model,
@@ -136,6 +177,7 @@ impl Program {
             vector_field,
             initial,
             outputs,
+            sde,
             compile_time: start.elapsed(),
             backend,
             jacobian: OnceLock::new(),
@@ -236,6 +278,15 @@ impl Program {
         u0: &[f64],
         opts: &SolveOptions,
     ) -> Result<Solution, SolveError> {
+        if self.sde.is_some() {
+            return Err(SolveError {
+                t: opts.t0,
+                reason: runtime::FailReason::InvalidInput(
+                    "the model is an SDE: solve it with `solve_sde` and an SDE method".into(),
+                ),
+                stats: Default::default(),
+            });
+        }
         if opts.method.is_implicit()
             && let Err(e) = self.jacobian()
         {
@@ -249,6 +300,60 @@ impl Program {
         }
         let mut rhs = self.rhs(p);
         runtime::solve_any(&mut rhs, u0, opts)
+    }
+
+    /// The SDE kernels bound to a parameter vector (`None` for an ODE).
+    pub fn sde_rhs<'a>(&'a self, p: &'a [f64]) -> Option<ProgramSde<'a>> {
+        assert_eq!(
+            p.len(),
+            self.layout.len,
+            "the parameter vector has the wrong length"
+        );
+        let k = self.sde.as_ref()?;
+        Some(ProgramSde::new(k, p, self.dim()))
+    }
+
+    /// Solves an SDE model on trajectory (`opts.seed`, `opts.traj`)'s Brownian path.
+    pub fn solve_sde(
+        &self,
+        p: &[f64],
+        u0: &[f64],
+        opts: &SdeOptions,
+    ) -> Result<SdeSolution, SolveError> {
+        match self.sde_rhs(p) {
+            Some(mut rhs) => runtime::sde::solve_sde(&mut rhs, u0, opts),
+            None => Err(SolveError {
+                t: opts.t0,
+                reason: runtime::FailReason::InvalidInput(
+                    "the model has no `brownian` noise: solve it as an ODE".into(),
+                ),
+                stats: Default::default(),
+            }),
+        }
+    }
+
+    /// Solves several trajectories of an SDE model, each with its params, initial state and
+    /// options (usually differing only in `traj`), in lockstep where the method allows:
+    /// results bit-identical to [`Program::solve_sde`] one by one.
+    pub fn solve_sde_many(
+        &self,
+        p: &[&[f64]],
+        u0: &[&[f64]],
+        opts: &[SdeOptions],
+    ) -> Vec<Result<SdeSolution, SolveError>> {
+        if self.sde.is_none() {
+            return opts
+                .iter()
+                .zip(p)
+                .zip(u0)
+                .map(|((o, p), u)| self.solve_sde(p, u, o))
+                .collect();
+        }
+        let mut rhs: Vec<ProgramSde<'_>> = p
+            .iter()
+            .map(|p| self.sde_rhs(p).expect("an SDE program"))
+            .collect();
+        runtime::sde::solve_sde_many(&mut rhs, u0, opts)
     }
 
     /// Number of output entries (columns after the states).
@@ -411,5 +516,135 @@ fn build_kernels(
                 .map(|k| Arc::new(k) as Arc<dyn Kernel>)
                 .collect())
         }
+    }
+}
+
+/// The SDE kernels bound to a parameter vector: what the SDE solvers see.
+pub struct ProgramSde<'a> {
+    k: &'a SdeKernels,
+    p: &'a [f64],
+    t: [f64; 1],
+    n: usize,
+    scratch: Vec<f64>,
+    /// Per kernel (ito, stratonovich, milstein, drift_diffusion): its native entry when its
+    /// argument lengths are (t[1], u[n], p[np][, dw[m]]), checked once here.
+    entries: [Option<crate::backend::NativeEntry>; 4],
+    /// Per kernel, its output lengths.
+    out_lens: [Vec<usize>; 4],
+}
+
+impl<'a> ProgramSde<'a> {
+    fn new(k: &'a SdeKernels, p: &'a [f64], n: usize) -> ProgramSde<'a> {
+        let kernels = [&k.ito, &k.stratonovich, &k.milstein, &k.drift_diffusion];
+        let scratch = kernels.iter().map(|k| k.scratch_len()).max().unwrap_or(0);
+        let entries = std::array::from_fn(|i| {
+            let kernel = kernels[i];
+            let want: &[usize] = if i == 3 {
+                &[1, n, p.len()]
+            } else {
+                &[1, n, p.len(), k.m]
+            };
+            kernel.native().filter(|_| kernel.arg_lens() == want)
+        });
+        ProgramSde {
+            k,
+            p,
+            t: [0.0],
+            n,
+            scratch: vec![0.0; scratch],
+            entries,
+            out_lens: std::array::from_fn(|i| kernels[i].out_lens().to_vec()),
+        }
+    }
+
+    fn kernel(&self, which: usize) -> &'a dyn Kernel {
+        let k = self.k;
+        match which {
+            0 => k.ito.as_ref(),
+            1 => k.stratonovich.as_ref(),
+            2 => k.milstein.as_ref(),
+            _ => k.drift_diffusion.as_ref(),
+        }
+    }
+
+    /// Calls kernel `which` on (t, u, p[, dw]): the native entry when there is one (after
+    /// checking the state, noise and output lengths), else through [`Kernel::call`].
+    fn call(
+        &mut self,
+        which: usize,
+        t: f64,
+        u: &[f64],
+        dw: Option<&[f64]>,
+        outs: &mut [&mut [f64]],
+    ) {
+        self.t[0] = t;
+        match self.entries[which] {
+            Some(entry) => {
+                let out_lens = &self.out_lens[which];
+                assert!(
+                    u.len() == self.n
+                        && dw.is_none_or(|d| d.len() == self.k.m)
+                        && outs.len() == out_lens.len()
+                        && outs.iter().zip(out_lens).all(|(o, &l)| o.len() == l),
+                    "SDE kernel buffers of the wrong length"
+                );
+                let args = [
+                    self.t.as_ptr(),
+                    u.as_ptr(),
+                    self.p.as_ptr(),
+                    dw.map_or(std::ptr::null(), |d| d.as_ptr()),
+                ];
+                let mut op: [*mut f64; 3] = [std::ptr::null_mut(); 3];
+                for (o, slot) in outs.iter_mut().zip(op.iter_mut()) {
+                    *slot = o.as_mut_ptr();
+                }
+                // SAFETY: `ProgramSde::new` checked this kernel's argument lengths against
+                // (t[1], u[n], p[p.len()][, dw[m]]) and sized `scratch` to the largest
+                // scratch_len; `u`, `dw` and every output were checked just above. Outputs
+                // are `&mut` slices, so they alias no input. The code is alive while `self.k`
+                // borrows the kernel that owns it.
+                unsafe { entry(args.as_ptr(), op.as_ptr(), self.scratch.as_mut_ptr()) }
+            }
+            None => {
+                let mut args: Vec<&[f64]> = vec![&self.t, u, self.p];
+                args.extend(dw);
+                self.kernel(which).call(&args, outs, &mut self.scratch)
+            }
+        }
+    }
+}
+
+impl SdeRhs for ProgramSde<'_> {
+    fn dim(&self) -> usize {
+        self.n
+    }
+    fn noise_dim(&self) -> usize {
+        self.k.m
+    }
+    fn commutative(&self) -> bool {
+        self.k.noise.commutative
+    }
+    fn diagonal(&self) -> bool {
+        self.k.noise.class == crate::stochastic::NoiseClass::Diagonal
+    }
+    fn ito(&mut self, t: f64, u: &[f64], dw: &[f64], f: &mut [f64], gdw: &mut [f64]) {
+        self.call(0, t, u, Some(dw), &mut [f, gdw]);
+    }
+    fn stratonovich(&mut self, t: f64, u: &[f64], dw: &[f64], f: &mut [f64], gdw: &mut [f64]) {
+        self.call(1, t, u, Some(dw), &mut [f, gdw]);
+    }
+    fn milstein(
+        &mut self,
+        t: f64,
+        u: &[f64],
+        dw: &[f64],
+        f: &mut [f64],
+        gdw: &mut [f64],
+        mil: &mut [f64],
+    ) {
+        self.call(2, t, u, Some(dw), &mut [f, gdw, mil]);
+    }
+    fn drift_diffusion(&mut self, t: f64, u: &[f64], f: &mut [f64], g: &mut [f64]) {
+        self.call(3, t, u, None, &mut [f, g]);
     }
 }

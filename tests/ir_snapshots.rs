@@ -452,3 +452,201 @@ fn mlp_ir_size_is_proportional_to_layers_not_weights() {
         "a layer costs {per_layer} nodes"
     );
 }
+
+fn sde_text(path: &str) -> String {
+    let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&full).unwrap();
+    let model = driver::check(&Source::new(path, text.as_str())).unwrap();
+    let l = driver::lower(&model).unwrap();
+    let sde = l.sde.as_ref().expect("an SDE lowers with its SDE kernels");
+    for f in sde.functions() {
+        ir::validate(f).unwrap_or_else(|e| panic!("{path}: invalid IR: {e}"));
+    }
+    format!(
+        "{}{}",
+        l.vector_field.to_text(),
+        ndec::stochastic::ir_text(&model, sde)
+    )
+}
+
+#[test]
+fn sde_gbm_drift_diffusion_and_milstein() {
+    expect![[r#"
+        fn drift(t[1], u[1], p[2]) -> (du[1]) {
+          %0 = arg u : 1
+          %1 = arg p : 2
+          %2 = index %1[0] : 1
+          %3 = mul %2, %0 : 1
+          du = %3
+        }
+        # SDE: 1 state entries, 1 Wiener process(es) w = [W], Itô; noise: scalar (commutative)
+        fn drift_ito(t[1], u[1], p[2]) -> (f[1]) {
+          %0 = arg u : 1
+          %1 = arg p : 2
+          %2 = index %1[0] : 1
+          %3 = mul %2, %0 : 1
+          f = %3
+        }
+        fn drift_stratonovich(t[1], u[1], p[2]) -> (f[1]) {
+          %0 = arg u : 1
+          %1 = arg p : 2
+          %2 = index %1[0] : 1
+          %3 = mul %2, %0 : 1
+          %4 = index %1[1] : 1
+          %5 = mul %4, %0 : 1
+          %6 = mul %5, %4 : 1
+          %7 = const 0.5 : 1
+          %8 = mul %7, %6 : 1
+          %9 = sub %3, %8 : 1
+          f = %9
+        }
+        fn diffusion(t[1], u[1], p[2]) -> (g[1]) {
+          %0 = arg u : 1
+          %1 = arg p : 2
+          %2 = index %1[1] : 1
+          %3 = mul %2, %0 : 1
+          g = %3
+        }
+        fn sde_milstein(t[1], u[1], p[2], dw[1]) -> (f[1], gdw[1], mil[1]) {
+          %0 = arg u : 1
+          %1 = arg p : 2
+          %2 = arg dw : 1
+          %3 = index %1[0] : 1
+          %4 = mul %3, %0 : 1
+          %5 = index %1[1] : 1
+          %6 = mul %5, %0 : 1
+          %7 = mul %6, %5 : 1
+          %8 = const 0.5 : 1
+          %9 = mul %8, %7 : 1
+          %10 = sub %4, %9 : 1
+          %11 = mul %2, %6 : 1
+          %12 = mul %11, %5 : 1
+          %13 = mul %12, %2 : 1
+          %14 = mul %8, %13 : 1
+          f = %10
+          gdw = %11
+          mil = %14
+        }
+    "#]]
+    .assert_eq(&sde_text("tests/data/ok/sde_gbm.nde"));
+}
+
+#[test]
+fn sde_diagonal_noise() {
+    expect![[r#"
+        fn drift(t[1], u[3], p[2]) -> (du[3]) {
+          %0 = arg u : 3
+          %1 = arg p : 2
+          %2 = index %1[0] : 1
+          %3 = neg %2 : 1
+          %4 = index %0[0] : 1
+          %5 = mul %3, %4 : 1
+          %6 = index %0[1] : 1
+          %7 = mul %3, %6 : 1
+          %8 = index %0[2] : 1
+          %9 = mul %3, %8 : 1
+          %10 = concat %5, %7, %9 : 3
+          du = %10
+        }
+        # SDE: 3 state entries, 3 Wiener process(es) w = [W1, W2, W3], Itô; noise: diagonal (commutative)
+        fn drift_ito(t[1], u[3], p[2]) -> (f[3]) {
+          %0 = arg u : 3
+          %1 = arg p : 2
+          %2 = index %1[0] : 1
+          %3 = neg %2 : 1
+          %4 = index %0[0] : 1
+          %5 = mul %3, %4 : 1
+          %6 = index %0[1] : 1
+          %7 = mul %3, %6 : 1
+          %8 = index %0[2] : 1
+          %9 = mul %3, %8 : 1
+          %10 = concat %5, %7, %9 : 3
+          f = %10
+        }
+        fn drift_stratonovich(t[1], u[3], p[2]) -> (f[3]) {
+          %0 = arg u : 3
+          %1 = arg p : 2
+          %2 = index %1[0] : 1
+          %3 = neg %2 : 1
+          %4 = index %0[0] : 1
+          %5 = mul %3, %4 : 1
+          %6 = index %0[1] : 1
+          %7 = mul %3, %6 : 1
+          %8 = index %0[2] : 1
+          %9 = mul %3, %8 : 1
+          %10 = concat %5, %7, %9 : 3
+          %11 = const 0 : 1
+          %12 = index %1[1] : 1
+          %13 = mul %12, %6 : 1
+          %14 = mul %11, %12 : 1
+          %15 = concat %11, %11, %11, %11, %14, %11, %11, %11, %11 : 9
+          %16 = gather %15[0; +1] : 3
+          %17 = mul %13, %12 : 1
+          %18 = concat %11, %11, %11, %11, %17, %11, %11, %11, %11 : 9
+          %19 = gather %18[3; +1] : 3
+          %20 = add %16, %19 : 3
+          %21 = gather %15[6; +1] : 3
+          %22 = add %20, %21 : 3
+          %23 = const 0.5 : 1
+          %24 = mul %23, %22 : 3
+          %25 = sub %10, %24 : 3
+          f = %25
+        }
+        fn diffusion(t[1], u[3], p[2]) -> (g[9]) {
+          %0 = arg u : 3
+          %1 = arg p : 2
+          %2 = const 0 : 1
+          %3 = index %1[1] : 1
+          %4 = index %0[1] : 1
+          %5 = mul %3, %4 : 1
+          %6 = const -0.5 : 1
+          %7 = concat %3, %2, %2, %2, %5, %2, %2, %2, %6 : 9
+          g = %7
+        }
+        fn sde_milstein(t[1], u[3], p[2], dw[3]) -> (f[3], gdw[3], mil[3]) {
+          %0 = arg u : 3
+          %1 = arg p : 2
+          %2 = arg dw : 3
+          %3 = index %1[0] : 1
+          %4 = neg %3 : 1
+          %5 = index %0[0] : 1
+          %6 = mul %4, %5 : 1
+          %7 = index %0[1] : 1
+          %8 = mul %4, %7 : 1
+          %9 = index %0[2] : 1
+          %10 = mul %4, %9 : 1
+          %11 = concat %6, %8, %10 : 3
+          %12 = const 0 : 1
+          %13 = index %1[1] : 1
+          %14 = mul %13, %7 : 1
+          %15 = mul %12, %13 : 1
+          %16 = concat %12, %12, %12, %12, %15, %12, %12, %12, %12 : 9
+          %17 = gather %16[0; +1] : 3
+          %18 = mul %14, %13 : 1
+          %19 = concat %12, %12, %12, %12, %18, %12, %12, %12, %12 : 9
+          %20 = gather %19[3; +1] : 3
+          %21 = add %17, %20 : 3
+          %22 = gather %16[6; +1] : 3
+          %23 = add %21, %22 : 3
+          %24 = const 0.5 : 1
+          %25 = mul %24, %23 : 3
+          %26 = sub %11, %25 : 3
+          %27 = const 2 : 1
+          %28 = index %2[0] : 1
+          %29 = mul %28, %13 : 1
+          %30 = index %2[1] : 1
+          %31 = mul %30, %13 : 1
+          %32 = mul %31, %7 : 1
+          %33 = index %2[2] : 1
+          %34 = div %33, %27 : 1
+          %35 = neg %34 : 1
+          %36 = concat %29, %32, %35 : 3
+          %37 = mul %32, %31 : 1
+          %38 = concat %12, %37, %12 : 3
+          %39 = mul %24, %38 : 3
+          f = %26
+          gdw = %36
+          mil = %39
+        }
+    "#]].assert_eq(&sde_text("tests/data/ok/sde_diagonal.nde"));
+}

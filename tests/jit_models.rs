@@ -81,13 +81,16 @@ fn models_agree_with_the_interpreter() {
             Ok(l) => l,
             Err(LowerError::Unsupported { .. }) => continue,
         };
-        let fs = [
+        let mut fs = vec![
             &lowered.vector_field,
             &lowered.initial,
             &lowered.outputs,
             &lowered.delays,
             &lowered.history,
         ];
+        if let Some(sde) = &lowered.sde {
+            fs.extend(sde.functions());
+        }
         let ks = cranelift::compile_all(&fs).unwrap_or_else(|e| panic!("{name}: {e}"));
         for (f, k) in fs.iter().zip(&ks) {
             agree(f, k, &mut r, &format!("{name}: {}", f.name));

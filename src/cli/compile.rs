@@ -51,6 +51,9 @@ pub fn run(a: CompileArgs) -> CliResult {
             for f in [&lowered.vector_field, &lowered.initial, &lowered.outputs] {
                 text.push_str(&f.to_text());
             }
+            if let Some(sde) = &lowered.sde {
+                text.push_str(&crate::stochastic::ir_text(&model, sde));
+            }
             if lowered.delays.outputs[0].0.len > 0 {
                 text.push_str(&lowered.delays.to_text());
                 text.push_str(&lowered.history.to_text());

@@ -3,6 +3,7 @@
 use super::{CliResult, Failure, diagnostics_failure, exit, read_model, write_output};
 use crate::ensemble::{self, Vary, VaryTable};
 use crate::program::{Backend, CompileError, Program};
+use crate::runtime::sde::{SdeMethod, SdeOptions};
 use crate::runtime::{Method, SaveAt, Solution, SolveError, SolveOptions, Stats};
 use crate::sema::solve::METHODS;
 use rayon::prelude::*;
@@ -38,7 +39,9 @@ pub struct RunArgs {
     /// End time (required here or in the model's solve block).
     #[arg(long)]
     pub t1: Option<f64>,
-    /// Solver: euler midpoint heun rk4 bosh3 dopri5 tsit5 vern7 (default tsit5).
+    /// Solver: ODE euler midpoint heun rk4 bosh3 dopri5 tsit5 vern7 rosenbrock23 rodas5 bdf
+    /// (default tsit5); SDE euler_maruyama milstein reversible_heun sde_adaptive (default
+    /// euler_maruyama with a dt, else sde_adaptive).
     #[arg(long)]
     pub method: Option<String>,
     /// Relative tolerance (default 1e-6).
@@ -101,9 +104,14 @@ pub struct RunArgs {
     pub repeat: usize,
 }
 
+enum Solver {
+    Ode(SolveOptions),
+    Sde(SdeOptions),
+}
+
 /// Everything decided before solving.
 struct Plan {
-    opts: SolveOptions,
+    solver: Solver,
     base_p: Vec<f64>,
     varies: Vec<Vary>,
     table: Option<VaryTable>,
@@ -141,7 +149,9 @@ pub fn run(a: RunArgs) -> CliResult {
     // Stiff methods need the Jacobian kernel: generate and compile it now, so that
     // compile_ms counts it and solve_ms does not.
     let mut compile_ms = compile_ms;
-    if plan.opts.method.is_implicit() {
+    if let Solver::Ode(opts) = &plan.solver
+        && opts.method.is_implicit()
+    {
         let t = Instant::now();
         prog.jacobian().map_err(|e| {
             Failure::unavailable(format!("error: cannot compile the Jacobian: {e}"))
@@ -204,6 +214,87 @@ fn solver_failure(e: &SolveError, traj: Option<usize>) -> Failure {
 }
 
 fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
+    let solver = if prog.sde.is_some() {
+        Solver::Sde(sde_options(a, prog)?)
+    } else {
+        Solver::Ode(ode_options(a, prog)?)
+    };
+    let mut base_p = prog.default_params();
+    if let Some(path) = &a.params_file {
+        super::apply_params_file(path, &prog.layout, &mut base_p)?;
+    }
+    for set in &a.params_set {
+        let (name, value) = set.split_once('=').ok_or_else(|| {
+            Failure::usage(format!("error: --param `{set}`: expected NAME=VALUE"))
+        })?;
+        let value: f64 = value.trim().parse().map_err(|_| {
+            Failure::usage(format!("error: --param {name}: `{value}` is not a number"))
+        })?;
+        crate::params::set_scalar(&prog.layout, &mut base_p, name.trim(), value)
+            .map_err(|e| Failure::usage(format!("error: --param: {e}")))?;
+    }
+    let varies = a
+        .vary
+        .iter()
+        .map(|v| {
+            let (name, dist) = v.split_once('=').ok_or_else(|| {
+                Failure::usage(format!(
+                    "error: --vary `{v}`: expected NAME=uniform(A,B) or NAME=normal(M,S)"
+                ))
+            })?;
+            let target = ensemble::resolve_target(prog, name.trim())
+                .map_err(|e| Failure::usage(format!("error: --vary: {e}")))?;
+            let dist = ensemble::parse_dist(dist)
+                .map_err(|e| Failure::usage(format!("error: --vary {name}: {e}")))?;
+            Ok(Vary {
+                name: name.trim().to_string(),
+                target,
+                dist,
+            })
+        })
+        .collect::<Result<Vec<_>, Failure>>()?;
+    let table = match &a.vary_file {
+        Some(path) => Some(read_vary_file(path, prog)?),
+        None => None,
+    };
+    let n = match (a.ensemble, &table) {
+        (Some(n), Some(t)) if t.rows.len() < n => {
+            return Err(Failure::usage(format!(
+                "error: --vary-file has {} rows but --ensemble asks for {n} trajectories",
+                t.rows.len()
+            )));
+        }
+        (Some(0), _) => {
+            return Err(Failure::usage(
+                "error: --ensemble needs at least 1 trajectory",
+            ));
+        }
+        (Some(n), _) => n,
+        (None, Some(t)) => t.rows.len(),
+        (None, None) => 1,
+    };
+    let ensemble = a.ensemble.is_some() || table.is_some();
+    let trajs = match a.traj {
+        Some(k) if k >= n => {
+            return Err(Failure::usage(format!(
+                "error: --traj {k} is outside the ensemble (0..{n})"
+            )));
+        }
+        Some(k) => vec![k],
+        None => (0..n).collect(),
+    };
+    Ok(Plan {
+        solver,
+        base_p,
+        varies,
+        table,
+        trajs,
+        ensemble,
+        seed: a.seed,
+    })
+}
+
+fn ode_options(a: &RunArgs, prog: &Program) -> Result<SolveOptions, Failure> {
     let defaults = &prog.model.solve;
     let method_name = a
         .method
@@ -212,6 +303,16 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
         .unwrap_or_else(|| "tsit5".to_string());
     let method = match Method::from_name(&method_name) {
         Some(m) => m,
+        None if SdeMethod::from_name(&method_name).is_some() => {
+            return Err(Failure::unavailable(format!(
+                "error: `{method_name}` is an SDE method and this model has no `brownian` noise (ODE methods: {})",
+                Method::ALL
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         None if METHODS.contains(&method_name.as_str()) => {
             return Err(Failure::unavailable(format!(
                 "error: method `{method_name}` is not available in this version (available: {})",
@@ -280,80 +381,103 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
     opts.max_steps = a.max_steps;
     opts.validate(prog.dim())
         .map_err(|m| Failure::usage(format!("error: {m}")))?;
+    Ok(opts)
+}
 
-    let mut base_p = prog.default_params();
-    if let Some(path) = &a.params_file {
-        super::apply_params_file(path, &prog.layout, &mut base_p)?;
+/// Options of an SDE solve: the method defaults to euler_maruyama with a dt, else
+/// sde_adaptive (LANGUAGE.md §6).
+fn sde_options(a: &RunArgs, prog: &Program) -> Result<SdeOptions, Failure> {
+    let defaults = &prog.model.solve;
+    let names = || {
+        SdeMethod::ALL
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (flag, v) in [("--saveat", a.saveat), ("--dt", a.dt), ("--rtol", a.rtol)] {
+        if let Some(x) = v
+            && !(x > 0.0 && x.is_finite())
+        {
+            return Err(Failure::usage(format!(
+                "error: {flag} must be a positive number (got {x})"
+            )));
+        }
     }
-    for set in &a.params_set {
-        let (name, value) = set.split_once('=').ok_or_else(|| {
-            Failure::usage(format!("error: --param `{set}`: expected NAME=VALUE"))
-        })?;
-        let value: f64 = value.trim().parse().map_err(|_| {
-            Failure::usage(format!("error: --param {name}: `{value}` is not a number"))
-        })?;
-        crate::params::set_scalar(&prog.layout, &mut base_p, name.trim(), value)
-            .map_err(|e| Failure::usage(format!("error: --param: {e}")))?;
+    let dt = a.dt.or(defaults.dt);
+    let method_name = a
+        .method
+        .clone()
+        .or_else(|| defaults.method.clone())
+        .unwrap_or_else(|| {
+            if dt.is_some() {
+                "euler_maruyama".to_string()
+            } else {
+                "sde_adaptive".to_string()
+            }
+        });
+    let method = match SdeMethod::from_name(&method_name) {
+        Some(m) => m,
+        None if METHODS.contains(&method_name.as_str()) => {
+            return Err(Failure::unavailable(format!(
+                "error: `{method_name}` is an ODE method and this model is an SDE (it declares `brownian` noise); SDE methods: {}",
+                names()
+            )));
+        }
+        None => {
+            return Err(Failure::usage(format!(
+                "error: unknown method `{method_name}` (SDE methods: {})",
+                names()
+            )));
+        }
+    };
+    if method.is_fixed_step() && dt.is_none() {
+        return Err(Failure::usage(format!(
+            "error: `{}` is a fixed-step method and needs a step: give --dt DT (or `dt = …` in solve)",
+            method.name()
+        )));
     }
-    let varies = a
-        .vary
-        .iter()
-        .map(|v| {
-            let (name, dist) = v.split_once('=').ok_or_else(|| {
-                Failure::usage(format!(
-                    "error: --vary `{v}`: expected NAME=uniform(A,B) or NAME=normal(M,S)"
-                ))
-            })?;
-            let target = ensemble::resolve_target(prog, name.trim())
-                .map_err(|e| Failure::usage(format!("error: --vary: {e}")))?;
-            let dist = ensemble::parse_dist(dist)
-                .map_err(|e| Failure::usage(format!("error: --vary {name}: {e}")))?;
-            Ok(Vary {
-                name: name.trim().to_string(),
-                target,
-                dist,
+    if a.fixed_step {
+        return Err(Failure::usage(
+            "error: --fixed-step is for adaptive ODE methods; for an SDE use a fixed-step method (euler_maruyama, milstein, reversible_heun) with --dt",
+        ));
+    }
+    let sde = prog.sde.as_ref().expect("an SDE program has SDE kernels");
+    if method == SdeMethod::Milstein && !sde.noise.commutative {
+        return Err(Failure::unavailable(format!(
+            "error: milstein needs commutative noise, and this model's noise is {} (not proved commutative); \
+             use euler_maruyama, reversible_heun or sde_adaptive",
+            sde.noise
+        )));
+    }
+    let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);
+    let t1 = a.t1.or(defaults.t1).ok_or_else(|| {
+        Failure::usage("error: no end time: give --t1 T1, or `solve { t = T0 .. T1 }` in the model")
+    })?;
+    let mut opts = SdeOptions::new(method, t0, t1);
+    if let Some(r) = a.rtol.or(defaults.rtol) {
+        opts.rtol = r;
+    }
+    opts.atol = match &a.atol {
+        Some(text) => text
+            .split(',')
+            .map(|x| {
+                x.trim()
+                    .parse::<f64>()
+                    .map_err(|_| Failure::usage(format!("error: --atol: `{x}` is not a number")))
             })
-        })
-        .collect::<Result<Vec<_>, Failure>>()?;
-    let table = match &a.vary_file {
-        Some(path) => Some(read_vary_file(path, prog)?),
-        None => None,
+            .collect::<Result<Vec<_>, _>>()?,
+        None => defaults.atol.clone().unwrap_or_else(|| vec![1e-8]),
     };
-    let n = match (a.ensemble, &table) {
-        (Some(n), Some(t)) if t.rows.len() < n => {
-            return Err(Failure::usage(format!(
-                "error: --vary-file has {} rows but --ensemble asks for {n} trajectories",
-                t.rows.len()
-            )));
-        }
-        (Some(0), _) => {
-            return Err(Failure::usage(
-                "error: --ensemble needs at least 1 trajectory",
-            ));
-        }
-        (Some(n), _) => n,
-        (None, Some(t)) => t.rows.len(),
-        (None, None) => 1,
-    };
-    let ensemble = a.ensemble.is_some() || table.is_some();
-    let trajs = match a.traj {
-        Some(k) if k >= n => {
-            return Err(Failure::usage(format!(
-                "error: --traj {k} is outside the ensemble (0..{n})"
-            )));
-        }
-        Some(k) => vec![k],
-        None => (0..n).collect(),
-    };
-    Ok(Plan {
-        opts,
-        base_p,
-        varies,
-        table,
-        trajs,
-        ensemble,
-        seed: a.seed,
-    })
+    opts.dt = dt;
+    if let Some(s) = a.saveat.or(defaults.saveat) {
+        opts.saveat = SaveAt::Every(s);
+    }
+    opts.max_steps = a.max_steps;
+    opts.seed = a.seed;
+    opts.validate(prog.dim())
+        .map_err(|m| Failure::usage(format!("error: {m}")))?;
+    Ok(opts)
 }
 
 pub(super) fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable, Failure> {
@@ -400,8 +524,60 @@ fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
             &plan.varies,
             plan.table.as_ref(),
         );
-        prog.solve(&p, &u0, &plan.opts).map(|s| (s, p))
+        match &plan.solver {
+            Solver::Ode(opts) => prog.solve(&p, &u0, opts).map(|s| (s, p)),
+            Solver::Sde(opts) => {
+                let mut opts = opts.clone();
+                opts.traj = *k as u64;
+                prog.solve_sde(&p, &u0, &opts).map(|s| (s.sol, p))
+            }
+        }
     };
+    if let Solver::Sde(opts) = &plan.solver
+        && plan.trajs.len() > 1
+    {
+        // SDE ensembles: a few trajectories per task, solved in lockstep (bit-identical to
+        // solving each alone; see `runtime::sde::solve_sde_many`).
+        const LANES: usize = 4;
+        let chunk = |ks: &[usize]| -> Vec<TrajResult> {
+            let setups: Vec<(Vec<f64>, Vec<f64>)> = ks
+                .iter()
+                .map(|k| {
+                    ensemble::trajectory_setup(
+                        prog,
+                        &plan.base_p,
+                        plan.seed,
+                        *k,
+                        &plan.varies,
+                        plan.table.as_ref(),
+                    )
+                })
+                .collect();
+            let ps: Vec<&[f64]> = setups.iter().map(|(p, _)| p.as_slice()).collect();
+            let u0s: Vec<&[f64]> = setups.iter().map(|(_, u)| u.as_slice()).collect();
+            let os: Vec<SdeOptions> = ks
+                .iter()
+                .map(|k| {
+                    let mut o = opts.clone();
+                    o.traj = *k as u64;
+                    o
+                })
+                .collect();
+            prog.solve_sde_many(&ps, &u0s, &os)
+                .into_iter()
+                .zip(setups)
+                .map(|(r, (p, _))| r.map(|s| (s.sol, p)))
+                .collect()
+        };
+        return plan
+            .trajs
+            .par_chunks(LANES)
+            .map(chunk)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .collect();
+    }
     if plan.trajs.len() > 1 {
         plan.trajs.par_iter().map(solve).collect()
     } else {

@@ -102,6 +102,11 @@ pub fn run(a: TrainArgs) -> CliResult {
     let src = read_model(&a.model)?;
     let prog =
         Program::compile(&src, Backend::Jit).map_err(|e| super::run::compile_failure(&src, e))?;
+    if prog.sde.is_some() {
+        return Err(Failure::unavailable(
+            "error: training SDE models is not available yet (ndec run solves them)",
+        ));
+    }
     if a.loss != "mse" {
         return Err(Failure::usage(format!(
             "error: unknown loss `{}` (available: mse)",

@@ -84,6 +84,14 @@ pub struct Lowered {
     /// `u = history(t, p)` for t < t0.
     pub history: Function,
     pub layout: ParamLayout,
+    /// For an SDE: `du = sde_field(t, u, p, w)`, the equations with the noise symbols as
+    /// the argument `w` (one entry per `brownian`, in declaration order); affine in `w`.
+    /// `vector_field` is then the drift (in the model's calculus), named `drift`.
+    pub noise_field: Option<Function>,
+    pub calculus: Calculus,
+    /// For an SDE: the derived kernels (drift in both calculi, diffusion, Milstein
+    /// products) and the noise class; filled in by `driver::lower` (see [`crate::stochastic`]).
+    pub sde: Option<crate::stochastic::SdeIr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -101,20 +109,31 @@ impl std::fmt::Display for LowerError {
 }
 
 pub fn lower(m: &Model) -> Result<Lowered, LowerError> {
-    if let Some(w) = m.noises.first() {
-        return Err(LowerError::Unsupported {
-            what: "stochastic models (brownian): SDE lowering arrives with the SDE solvers".into(),
-            span: w.span,
-        });
-    }
     let layout = ParamLayout::of(m);
     let lags = collect_lags(m);
-    let vector_field = {
-        let mut l = Lower::new(m, &layout, &lags, "vector_field", ArgSet::Dynamics);
+    let sde = m.is_sde();
+    // An SDE's equations are lowered once with the noise symbols as an argument `w`
+    // (affine in it); the drift is that function with `w` a structural zero.
+    let noise_field = sde.then(|| {
+        let mut l = Lower::new(m, &layout, &lags, "sde_field", ArgSet::Dynamics);
+        l.w = Some(l.b.arg("w", m.noises.len()));
         let pieces = l.equation_pieces();
         let du = l.b.push(Node::Concat(pieces));
         l.b.output("du", du);
         l.finish()
+    });
+    let vector_field = match &noise_field {
+        Some(f) => {
+            let w = f.arg_index("w").expect("the SDE field has w");
+            super::noise::zero_arg(f, w, "drift", false)
+        }
+        None => {
+            let mut l = Lower::new(m, &layout, &lags, "vector_field", ArgSet::Dynamics);
+            let pieces = l.equation_pieces();
+            let du = l.b.push(Node::Concat(pieces));
+            l.b.output("du", du);
+            l.finish()
+        }
     };
     let initial = {
         let mut l = Lower::new(m, &layout, &lags, "initial", ArgSet::Params);
@@ -137,9 +156,17 @@ pub fn lower(m: &Model) -> Result<Lowered, LowerError> {
     };
     let outputs = {
         let mut l = Lower::new(m, &layout, &lags, "outputs", ArgSet::Dynamics);
+        if sde {
+            // A let with noise may feed an output: the output sees its drift part.
+            l.w = Some(l.b.arg("w", m.noises.len()));
+        }
         let pieces: Vec<NodeId> = m.outputs.iter().map(|o| l.expr(&o.expr)).collect();
         l.output_or_empty("o", pieces);
-        l.finish()
+        let f = l.finish();
+        match f.arg_index("w") {
+            Some(w) => super::noise::zero_arg(&f, w, "outputs", false),
+            None => f,
+        }
     };
     let delays = {
         let mut l = Lower::new(m, &layout, &lags, "delays", ArgSet::Params);
@@ -175,6 +202,9 @@ pub fn lower(m: &Model) -> Result<Lowered, LowerError> {
         delays,
         history,
         layout,
+        noise_field,
+        calculus: m.calculus,
+        sde: None,
     })
 }
 
@@ -254,6 +284,8 @@ struct Lower<'m> {
     inputs: Vec<(NodeId, NodeId)>,
     lag_args: Vec<NodeId>,
     lets: HashMap<LetId, NodeId>,
+    /// The noise argument (SDE field only).
+    w: Option<NodeId>,
     /// Inside an indexed family: (first index, number of entries).
     family: Option<(i64, usize)>,
 }
@@ -298,6 +330,7 @@ impl<'m> Lower<'m> {
             inputs,
             lag_args,
             lets: HashMap::new(),
+            w: None,
             family: None,
         }
     }
@@ -398,7 +431,12 @@ impl<'m> Lower<'m> {
             }
             TKind::Input(id) => return self.inputs[*id].0,
             TKind::InputDeriv(id) => return self.inputs[*id].1,
-            TKind::Noise(_) => unreachable!("SDEs are rejected before lowering"),
+            TKind::Noise(k) => Node::Index {
+                v: self
+                    .w
+                    .expect("noise is lowered only where the kernel has w"),
+                k: *k as u32,
+            },
             TKind::Delayed { state, lag } => {
                 let k = self
                     .lags

@@ -14,6 +14,7 @@
 
 mod builder;
 mod lower;
+pub mod noise;
 mod print;
 mod validate;
 

@@ -8,6 +8,7 @@
 pub mod controller;
 pub mod dense;
 pub mod integrate;
+pub mod sde;
 pub mod stiff;
 pub mod tableau;
 pub mod trace;

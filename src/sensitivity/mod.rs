@@ -11,12 +11,15 @@
 //!   `quadrature` (interpolating state, the parameter integral by Gauss–Legendre quadrature
 //!   per backward step).
 //!
+//! - [`sde`]: the discrete adjoint of Euler–Maruyama on a fixed Brownian path.
+//!
 //! Losses are [`RowLoss`]es on the saved rows. Owns the differentiation of solves; must never
 //! parse models or choose optimisers (that is `train`).
 
 pub mod continuous;
 pub mod discrete;
 pub mod forward;
+pub mod sde;
 
 use crate::backend::Kernel;
 use crate::program::Program;

@@ -27,12 +27,18 @@ impl RowLoss for ToTarget {
 }
 
 fn check(text: &str, traj: u64) {
+    // Save points on step ends and between them; with and without t0.
+    check_with(text, traj, SaveAt::Every(0.125));
+    check_with(text, traj, SaveAt::Times(vec![0.3, 0.555, 1.0]));
+}
+
+fn check_with(text: &str, traj: u64, saveat: SaveAt) {
     let prog = Program::from_source("sde.nde", text).unwrap_or_else(|e| panic!("{e}"));
     let kernels = SdeKernels::compile(&prog).unwrap();
     let p = prog.default_params();
     let mut opts = SdeOptions::new(SdeMethod::EulerMaruyama, 0.0, 1.0);
     opts.dt = Some(0.01);
-    opts.saveat = SaveAt::Every(0.125);
+    opts.saveat = saveat;
     opts.seed = 11;
     opts.traj = traj;
     let g = gradient(&prog, &kernels, &p, Start::Model, &opts, &ToTarget).unwrap();
@@ -41,6 +47,11 @@ fn check(text: &str, traj: u64) {
     let mut scratch = vec![0.0; sol.sol.u.len()];
     let from_solver = ToTarget.eval(&sol.sol.t, &sol.sol.u, prog.dim(), &mut scratch, &mut []);
     assert_eq!(g.loss, from_solver, "replayed loss vs the solver's");
+    let expected_rows = match &opts.saveat {
+        SaveAt::Times(ts) => ts.len(),
+        _ => 9,
+    };
+    assert_eq!(sol.sol.t.len(), expected_rows, "{:?}", sol.sol.t);
     for k in 0..p.len() {
         let h = 1e-6 * p[k].abs().max(1e-2);
         let (mut pp, mut pm) = (p.clone(), p.clone());

@@ -553,7 +553,7 @@ fn solve_lockstep<R: SdeRhs + ?Sized>(
         .zip(u0)
         .map(|(o, u0)| {
             let mut saver = Saver::new(times.clone());
-            saver.push(t0, u0, &vec![0.0; m]);
+            saver.start(t0, u0, &vec![0.0; m]);
             Lane {
                 path: GridPath::new(o.seed, o.traj, m),
                 zbuf: Vec::new(),
@@ -659,6 +659,13 @@ impl Saver {
         self.w.extend_from_slice(w);
         self.next += 1;
     }
+    /// Saves the initial state at every save time equal to t0 (none when the first save
+    /// time is later).
+    fn start(&mut self, t0: f64, u: &[f64], w: &[f64]) {
+        while self.times.get(self.next) == Some(&t0) {
+            self.push(t0, u, w);
+        }
+    }
     /// Whether a save time is due by the end `tb` of a step of length `h`.
     #[inline]
     fn pending_by(&self, tb: f64, h: f64) -> bool {
@@ -744,7 +751,7 @@ fn fixed<R: SdeRhs + ?Sized>(
         rhs.drift_diffusion(t0, &u, &mut mu, &mut sig);
         stats.rhs_evals += 1;
     }
-    saver.push(t0, &u, &w);
+    saver.start(t0, &u, &w);
     for k in 0..nsteps {
         let (ta, tb) = (time(k), time(k + 1));
         let h = tb - ta;
@@ -888,7 +895,7 @@ fn adaptive<R: SdeRhs + ?Sized>(
     let (mut wn, mut dw) = (vec![0.0; m], vec![0.0; m]);
     let (mut f0, mut g0, mut f1, mut g1) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     let (mut ytil, mut yn, mut mil) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    saver.push(t0, &y, &w);
+    saver.start(t0, &y, &w);
     while saver.next < saver.times.len() {
         let target = saver.times[saver.next];
         if stats.steps >= opts.max_steps {

@@ -222,11 +222,12 @@ impl Row {
     }
 }
 
-/// The row of each save time: the first at t0, then the runtime saver's rule per step
-/// (within 1e-9 of a step of an end: that end).
+/// The row of each save time: those equal to t0 first, then the runtime saver's rule per
+/// step (within 1e-9 of a step of an end: that end).
 fn saved_rows(steps: &Steps, save: &[f64]) -> Vec<Row> {
-    let mut rows = vec![Row::End(0)];
-    let mut next = 1;
+    let at_t0 = save.iter().take_while(|s| **s == steps.t0).count();
+    let mut rows: Vec<Row> = (0..at_t0).map(|_| Row::End(0)).collect();
+    let mut next = at_t0;
     for k in 0..steps.count {
         let (ta, h, _) = steps.at(k);
         let tb = steps.time(k + 1);

@@ -695,16 +695,6 @@ pub enum FitError {
 
 impl std::error::Error for FitError {}
 
-/// What one gradient evaluation of a fit covers.
-#[derive(Clone, Copy)]
-enum Batch<'a> {
-    Full,
-    /// Window start rows and the window length.
-    Windows(&'a [usize], usize),
-    /// Trajectory indices.
-    Trajectories(&'a [usize]),
-}
-
 /// `count` draws from 0..n, uniform with replacement, from the Philox stream (seed, iter).
 fn draw_uniform(seed: u64, iter: u64, count: usize, n: usize) -> Vec<usize> {
     let rng = crate::rng::Stream::new(seed, iter);
@@ -747,30 +737,9 @@ pub fn fit(
     data: &[Data],
     opts: &SolveOptions,
     fit: &FitOptions,
-    mut on_event: impl FnMut(Event) -> Result<(), String>,
+    on_event: impl FnMut(Event) -> Result<(), String>,
 ) -> Result<FitReport, FitError> {
-    let mut report = FitReport::default();
-    let (method, adjoint, l2) = (fit.sensitivity, fit.adjoint, fit.l2);
-    let timed = |q: &[f64], batch: Batch, times: &mut Vec<f64>| {
-        let t = std::time::Instant::now();
-        let g = match batch {
-            Batch::Full => loss_and_gradient(kernels, method, q, data, opts, adjoint),
-            Batch::Windows(s, len) => {
-                window_loss_and_gradient(kernels, method, q, &data[0], opts, adjoint, s, len)
-            }
-            Batch::Trajectories(k) => {
-                let sets: Vec<Data> = k.iter().map(|&i| data[i].clone()).collect();
-                loss_and_gradient(kernels, method, q, &sets, opts, adjoint)
-            }
-        };
-        let mut g = g.map_err(FitError::Gradient)?;
-        add_l2_penalty(l2, q, &mut g);
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        Ok::<_, FitError>(g)
-    };
-    let mut g = timed(p, Batch::Full, &mut report.grad_ms)?;
-    on_event(Event::First(&g)).map_err(FitError::Callback)?;
-    report.curve.push(g.loss);
+    let (method, adjoint) = (fit.sensitivity, fit.adjoint);
     let windows = match fit.minibatch {
         Some(Minibatch::Windows(w)) => Some(w),
         _ => None,
@@ -794,6 +763,47 @@ pub fn fit(
             "trajectory minibatches need adam and a batch size of at least 1".into(),
         ));
     }
+    let evaluate = |q: &[f64], iter: Option<usize>| {
+        let g = match (iter, fit.minibatch) {
+            (None, _) | (_, None) => loss_and_gradient(kernels, method, q, data, opts, adjoint),
+            (Some(it), Some(Minibatch::Windows(w))) => {
+                let c = candidates.as_ref().expect("windows have candidates");
+                let starts = w.draw(c, it as u64);
+                window_loss_and_gradient(
+                    kernels, method, q, &data[0], opts, adjoint, &starts, w.len,
+                )
+            }
+            (Some(it), Some(Minibatch::Trajectories { batch, seed })) => {
+                let picks = draw_uniform(seed, it as u64, batch, data.len());
+                let sets: Vec<Data> = picks.iter().map(|&i| data[i].clone()).collect();
+                loss_and_gradient(kernels, method, q, &sets, opts, adjoint)
+            }
+        };
+        g.map_err(FitError::Gradient)
+    };
+    optimise(p, fit, on_event, evaluate)
+}
+
+/// The optimiser loop shared by every kind of fit. `evaluate(p, None)` is the full loss and
+/// gradient; `evaluate(p, Some(iteration))` a minibatch's (only called when
+/// `fit.minibatch` is set).
+pub fn optimise(
+    p: &mut [f64],
+    fit: &FitOptions,
+    mut on_event: impl FnMut(Event) -> Result<(), String>,
+    evaluate: impl Fn(&[f64], Option<usize>) -> Result<Gradient, FitError>,
+) -> Result<FitReport, FitError> {
+    let mut report = FitReport::default();
+    let timed = |q: &[f64], iter: Option<usize>, times: &mut Vec<f64>| {
+        let t = std::time::Instant::now();
+        let mut g = evaluate(q, iter)?;
+        add_l2_penalty(fit.l2, q, &mut g);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        Ok::<_, FitError>(g)
+    };
+    let mut g = timed(p, None, &mut report.grad_ms)?;
+    on_event(Event::First(&g)).map_err(FitError::Callback)?;
+    report.curve.push(g.loss);
     let mut adam = match fit.optimizer {
         Optimizer::Adam {
             lr,
@@ -816,19 +826,8 @@ pub fn fit(
         if !g.loss.is_finite() {
             return Err(FitError::NonFinite { iter: done });
         }
-        if let (Some(adam), Some(mb)) = (adam.as_mut(), fit.minibatch) {
-            let picks = match (mb, &candidates) {
-                (Minibatch::Windows(w), Some(c)) => w.draw(c, done as u64),
-                (Minibatch::Trajectories { batch, seed }, _) => {
-                    draw_uniform(seed, done as u64, batch, data.len())
-                }
-                (Minibatch::Windows(_), None) => unreachable!("windows have candidates"),
-            };
-            let batch = match mb {
-                Minibatch::Windows(w) => Batch::Windows(&picks, w.len),
-                Minibatch::Trajectories { .. } => Batch::Trajectories(&picks),
-            };
-            g = timed(p, batch, &mut report.grad_ms)?;
+        if let (Some(adam), Some(_)) = (adam.as_mut(), fit.minibatch) {
+            g = timed(p, Some(done), &mut report.grad_ms)?;
             if !g.loss.is_finite() {
                 return Err(FitError::NonFinite { iter: done });
             }
@@ -836,11 +835,11 @@ pub fn fit(
         } else if let Some(adam) = adam.as_mut() {
             adam.update(p, &g.grad);
             if done + 1 < fit.iters {
-                g = timed(p, Batch::Full, &mut report.grad_ms)?;
+                g = timed(p, None, &mut report.grad_ms)?;
             }
         } else if let Some(lbfgs) = lbfgs.as_mut() {
             let times = &mut report.grad_ms;
-            match lbfgs.step(p, &g, |q| timed(q, Batch::Full, times))? {
+            match lbfgs.step(p, &g, |q| timed(q, None, times))? {
                 LbfgsStep::Moved(next) => g = next,
                 LbfgsStep::Stalled => {
                     on_event(Event::Stalled).map_err(FitError::Callback)?;

@@ -859,6 +859,177 @@ pub fn optimise(
     Ok(report)
 }
 
+/// The sample moments of observed paths (an SDE's data: one [`Data`] per path).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Moments {
+    pub times: Vec<f64>,
+    /// State entries observed, and their names.
+    pub columns: Vec<(usize, String)>,
+    /// `mean[row][col]`, `var[row][col]` (unbiased); `None` with fewer than 1 (2) values.
+    pub mean: Vec<Vec<Option<f64>>>,
+    pub var: Vec<Vec<Option<f64>>>,
+}
+
+impl Moments {
+    /// Mean and variance per data time and column over the paths that observe it. Only state
+    /// entries can be observed.
+    pub fn of(paths: &[Data], dim: usize) -> Result<Moments, String> {
+        let first = paths.first().ok_or("no observed paths")?;
+        if let Some((_, name)) = first.columns.iter().find(|(i, _)| *i >= dim) {
+            return Err(format!(
+                "`{name}` is an output: SDE moments are fitted on state entries"
+            ));
+        }
+        let mut times: Vec<f64> = paths.iter().flat_map(|d| d.times.iter().copied()).collect();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let cols = first.columns.len();
+        let (mut mean, mut var) = (Vec::new(), Vec::new());
+        for &t in &times {
+            let (mut m_row, mut v_row) = (Vec::new(), Vec::new());
+            for c in 0..cols {
+                let xs: Vec<f64> = paths
+                    .iter()
+                    .filter_map(|d| {
+                        let r = d.times.iter().position(|s| *s == t)?;
+                        d.values[r][c]
+                    })
+                    .collect();
+                let n = xs.len() as f64;
+                let m = xs.iter().sum::<f64>() / n;
+                m_row.push((!xs.is_empty()).then_some(m));
+                let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+                v_row.push((xs.len() >= 2).then_some(v));
+            }
+            mean.push(m_row);
+            var.push(v_row);
+        }
+        Ok(Moments {
+            times,
+            columns: first.columns.clone(),
+            mean,
+            var,
+        })
+    }
+
+    fn cells(&self) -> usize {
+        self.mean
+            .iter()
+            .chain(&self.var)
+            .flatten()
+            .flatten()
+            .count()
+    }
+}
+
+/// Fixed cotangents for one path (the moment loss is formed across paths first).
+struct Seeds<'a>(&'a [f64]);
+
+impl RowLoss for Seeds<'_> {
+    fn eval(&self, _t: &[f64], _u: &[f64], _dim: usize, gu: &mut [f64], _gp: &mut [f64]) -> f64 {
+        gu.copy_from_slice(self.0);
+        0.0
+    }
+}
+
+/// The moment-matching loss of an SDE: `paths` trajectories (0, 1, … of `opts.seed`) solved by
+/// Euler–Maruyama on their fixed Brownian paths, and the mean over every observed moment
+/// cell of (simulated − observed)², means and variances alike; and its gradient (each
+/// path's discrete adjoint with the cotangents of the ensemble's moments).
+pub fn moment_loss_and_gradient(
+    prog: &Program,
+    kernels: &crate::sensitivity::sde::SdeKernels,
+    p: &[f64],
+    moments: &Moments,
+    opts: &crate::runtime::sde::SdeOptions,
+    paths: usize,
+) -> Result<Gradient, GradientError> {
+    let n = prog.dim();
+    if paths < 2 {
+        return Err(GradientError::Unsupported(
+            "moment matching needs at least 2 simulated paths".into(),
+        ));
+    }
+    let mut o = opts.clone();
+    o.saveat = SaveAt::Times(moments.times.clone());
+    o.t1 = *moments.times.last().unwrap_or(&o.t1);
+    let u0 = prog.initial_state(p);
+    let all: Vec<_> = (0..paths)
+        .map(|k| {
+            let mut ok = o.clone();
+            ok.traj = k as u64;
+            ok
+        })
+        .collect();
+    let ps = vec![p; paths];
+    let us = vec![u0.as_slice(); paths];
+    let sols = prog
+        .solve_sde_many(&ps, &us, &all)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let denom = moments.cells().max(1) as f64;
+    let nf = paths as f64;
+    let mut seeds = vec![vec![0.0; moments.times.len() * n]; paths];
+    let mut loss = 0.0;
+    for (r, _) in moments.times.iter().enumerate() {
+        for (c, (i, _)) in moments.columns.iter().enumerate() {
+            let xs: Vec<f64> = sols.iter().map(|s| s.sol.row(r)[*i]).collect();
+            let m = xs.iter().sum::<f64>() / nf;
+            let v = xs.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (nf - 1.0);
+            let dm = moments.mean[r][c].map_or(0.0, |obs| m - obs);
+            let dv = moments.var[r][c].map_or(0.0, |obs| v - obs);
+            loss += dm * dm + dv * dv;
+            for (k, x) in xs.iter().enumerate() {
+                seeds[k][r * n + i] =
+                    (2.0 * dm / nf + 2.0 * dv * 2.0 * (x - m) / (nf - 1.0)) / denom;
+            }
+        }
+    }
+    let mut total = Gradient {
+        loss: loss / denom,
+        grad: vec![0.0; p.len()],
+        stats: Default::default(),
+    };
+    for (k, opts_k) in all.iter().enumerate() {
+        let g = crate::sensitivity::sde::gradient(
+            prog,
+            kernels,
+            p,
+            Start::Model,
+            opts_k,
+            &Seeds(&seeds[k]),
+        )?;
+        for (a, b) in total.grad.iter_mut().zip(&g.grad) {
+            *a += b;
+        }
+        total.stats.add(&g.stats);
+    }
+    Ok(total)
+}
+
+/// Fits an SDE's params and weights to the moments of observed paths (see
+/// [`moment_loss_and_gradient`]); `fit.minibatch` must be `None`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_sde(
+    prog: &Program,
+    kernels: &crate::sensitivity::sde::SdeKernels,
+    p: &mut [f64],
+    moments: &Moments,
+    opts: &crate::runtime::sde::SdeOptions,
+    paths: usize,
+    fit: &FitOptions,
+    on_event: impl FnMut(Event) -> Result<(), String>,
+) -> Result<FitReport, FitError> {
+    if fit.minibatch.is_some() {
+        return Err(FitError::Windows(
+            "SDE moment fits use every observed path: no minibatches".into(),
+        ));
+    }
+    optimise(p, fit, on_event, |q, _| {
+        moment_loss_and_gradient(prog, kernels, q, moments, opts, paths).map_err(FitError::Gradient)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

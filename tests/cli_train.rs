@@ -330,3 +330,97 @@ fn an_interrupted_fit_keeps_its_last_good_params() {
     let run = ndec(&["run", s(&m), "--params", s(&saved)]);
     assert!(run.status.success(), "{}", stderr(&run));
 }
+
+/// An SDE model trains on the moments of observed paths: `ndec run --ensemble` makes the
+/// paths (one `traj` each), `ndec train` fits the drift and noise params from other starting
+/// values with fixed simulated paths, and the loss falls by orders of magnitude.
+#[test]
+fn an_sde_trains_on_the_moments_of_observed_paths() {
+    let truth = write(
+        "ou-true.nde",
+        "param theta = 2.0, m = 1.0, s = 0.5\nbrownian W\nstate x = 0\nx' = theta*(m - x) + s*W\n",
+    );
+    let paths = tmp("ou-paths.csv");
+    let o = ndec(&[
+        "run",
+        s(&truth),
+        "--t1",
+        "2",
+        "--dt",
+        "0.01",
+        "--saveat",
+        "0.25",
+        "--ensemble",
+        "300",
+        "--seed",
+        "5",
+        "--out",
+        s(&paths),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = write(
+        "ou-fit.nde",
+        "param theta = 1.2, m = 0.6, s = 0.3\nbrownian W\nstate x = 0\nx' = theta*(m - x) + s*W\n",
+    );
+    let saved = tmp("ou-fit.json");
+    let o = ndec(&[
+        "train",
+        s(&model),
+        "--data",
+        s(&paths),
+        "--dt",
+        "0.01",
+        "--ensemble",
+        "200",
+        "--optimizer",
+        "lbfgs",
+        "--lr",
+        "0.1",
+        "--iters",
+        "60",
+        "--save-params",
+        s(&saved),
+        "--stats",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st = stats(&o);
+    assert_eq!(st["sensitivity"], "discrete");
+    let before = ndec(&[
+        "train",
+        s(&model),
+        "--data",
+        s(&paths),
+        "--dt",
+        "0.01",
+        "--ensemble",
+        "200",
+        "--iters",
+        "0",
+        "--stats",
+    ]);
+    let (l0, l1) = (
+        stats(&before)["final_loss"].as_f64().unwrap(),
+        st["final_loss"].as_f64().unwrap(),
+    );
+    assert!(l1 < 1e-3 * l0, "moment loss {l0} -> {l1}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    for (name, want) in [("theta", 2.0), ("m", 1.0), ("s", 0.5)] {
+        let got = json[name].as_f64().unwrap();
+        assert!((got - want).abs() < 0.15 * want, "{name} = {got}");
+    }
+    // Without a step, and with a method it cannot differentiate.
+    let o = ndec(&["train", s(&model), "--data", s(&paths)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = ndec(&[
+        "train",
+        s(&model),
+        "--data",
+        s(&paths),
+        "--method",
+        "milstein",
+        "--dt",
+        "0.01",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}

@@ -19,9 +19,14 @@ pub struct TrainArgs {
     /// Observations: CSV with header t,<state entries>; empty cells are missing.
     #[arg(long, value_name = "FILE.csv")]
     pub data: PathBuf,
-    /// Loss: mse (the mean over non-empty cells of (prediction - value)^2).
-    #[arg(long, default_value = "mse")]
-    pub loss: String,
+    /// Loss: mse (the mean over non-empty cells of (prediction - value)^2); for an SDE model
+    /// moments (ensemble mean and variance against the observed paths'). Default: the one
+    /// the model allows.
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// SDE models: simulated paths whose moments are fitted (default 100).
+    #[arg(long, value_name = "N")]
+    pub ensemble: Option<usize>,
     /// Optimiser: adam, or lbfgs (with a backtracking line search; --lr scales its first step).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
@@ -102,16 +107,19 @@ pub fn run(a: TrainArgs) -> CliResult {
     let src = read_model(&a.model)?;
     let prog =
         Program::compile(&src, Backend::Jit).map_err(|e| super::run::compile_failure(&src, e))?;
-    if prog.sde.is_some() {
-        return Err(Failure::unavailable(
-            "error: training SDE models is not available yet (ndec run solves them)",
-        ));
-    }
-    if a.loss != "mse" {
-        return Err(Failure::usage(format!(
-            "error: unknown loss `{}` (available: mse)",
-            a.loss
-        )));
+    let sde = prog.sde.is_some();
+    match (a.loss.as_deref(), sde) {
+        (None | Some("mse"), false) | (None | Some("moments"), true) => {}
+        (Some(other), _) => {
+            return Err(Failure::usage(format!(
+                "error: unknown loss `{other}` (available: {})",
+                if sde {
+                    "moments, for an SDE model"
+                } else {
+                    "mse"
+                }
+            )));
+        }
     }
     match a.optimizer.as_str() {
         "adam" | "lbfgs" => {}
@@ -151,8 +159,23 @@ pub fn run(a: TrainArgs) -> CliResult {
     let name = a.data.display().to_string();
     let text = std::fs::read_to_string(&a.data)
         .map_err(|e| Failure::usage(format!("error: cannot read data file `{name}`: {e}")))?;
-    let mut data = train::parse_data(&text, &prog.model.row_names())
+    let data = train::parse_data(&text, &prog.model.row_names())
         .map_err(|e| Failure::usage(format!("error: data file `{name}`: {e}")))?;
+    let mut p = prog.default_params();
+    if let Some(path) = &a.params_file {
+        super::apply_params_file(path, &prog.layout, &mut p)?;
+    }
+    let adjoint = AdjointOptions {
+        checkpoints: a.checkpoints,
+        seminorm: !a.no_seminorm,
+    };
+    if sde {
+        let (obj, sensitivity) = sde_problem(&a, &prog, &name, data, requested)?;
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        let fit_options = fit_options(&a, sensitivity, adjoint);
+        return drive(&a, &prog.layout, started, compile_ms, p, fit_options, &obj);
+    }
+    let mut data = data;
     if let Some(path) = &a.vary_file {
         let table = super::run::read_vary_file(path, &prog)?;
         for set in &mut data {
@@ -194,24 +217,33 @@ pub fn run(a: TrainArgs) -> CliResult {
     opts.rtol = a.rtol.or(defaults.rtol).unwrap_or(1e-6);
     opts.atol = vec![a.atol.unwrap_or(1e-8)];
 
-    let mut p = prog.default_params();
-    if let Some(path) = &a.params_file {
-        super::apply_params_file(path, &prog.layout, &mut p)?;
-    }
     if let Some(dt) = a.dt.or(defaults.dt) {
         opts.dt = Some(dt);
     }
     opts.validate(prog.dim())
         .map_err(|e| Failure::usage(format!("error: {e}")))?;
     let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto(prog.dim(), p.len(), method));
-    let adjoint = AdjointOptions {
-        checkpoints: a.checkpoints,
-        seminorm: !a.no_seminorm,
-    };
     let kernels = Kernels::new(&prog);
     kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    let p_start = p.clone();
+    let obj = OdeProblem {
+        prog: &prog,
+        kernels,
+        data,
+        opts,
+        sensitivity,
+        adjoint,
+    };
+    let fit_options = fit_options(&a, sensitivity, adjoint);
+    drive(&a, &prog.layout, started, compile_ms, p, fit_options, &obj)
+}
+
+/// The optimiser settings from the flags.
+fn fit_options(
+    a: &TrainArgs,
+    sensitivity: Sensitivity,
+    adjoint: AdjointOptions,
+) -> train::FitOptions {
     let optimizer = match a.optimizer.as_str() {
         "lbfgs" => train::Optimizer::Lbfgs { lr: a.lr },
         _ => train::Optimizer::Adam {
@@ -220,7 +252,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             weight_decay: a.weight_decay,
         },
     };
-    let fit_options = train::FitOptions {
+    train::FitOptions {
         optimizer,
         iters: a.iters,
         sensitivity,
@@ -238,10 +270,191 @@ pub fn run(a: TrainArgs) -> CliResult {
             }),
             (None, None) => None,
         },
+    }
+}
+
+/// What `drive` needs from a problem: fitting, one more gradient (timing), the final
+/// loss and the plot.
+trait Objective {
+    fn fit(
+        &self,
+        p: &mut [f64],
+        fit: &train::FitOptions,
+        on_event: &mut dyn FnMut(train::Event) -> Result<(), String>,
+    ) -> Result<train::FitReport, train::FitError>;
+    fn gradient(&self, p: &[f64]) -> Result<(), Failure>;
+    fn final_loss(&self, p: &[f64]) -> Result<f64, String>;
+    fn plot(&self, path: &std::path::Path, curve: &[f64], p: &[f64]) -> CliResult;
+}
+
+/// An ODE (or stiff, or neural) model against observed trajectories.
+struct OdeProblem<'a> {
+    prog: &'a Program,
+    kernels: Kernels<'a>,
+    data: Vec<train::Data>,
+    opts: SolveOptions,
+    sensitivity: Sensitivity,
+    adjoint: AdjointOptions,
+}
+
+impl Objective for OdeProblem<'_> {
+    fn fit(
+        &self,
+        p: &mut [f64],
+        fit: &train::FitOptions,
+        on_event: &mut dyn FnMut(train::Event) -> Result<(), String>,
+    ) -> Result<train::FitReport, train::FitError> {
+        train::fit(&self.kernels, p, &self.data, &self.opts, fit, on_event)
+    }
+
+    fn gradient(&self, p: &[f64]) -> Result<(), Failure> {
+        let (s, adj) = (self.sensitivity, self.adjoint);
+        train::loss_and_gradient(&self.kernels, s, p, &self.data, &self.opts, adj)
+            .map(|_| ())
+            .map_err(gradient_failure)
+    }
+
+    fn final_loss(&self, p: &[f64]) -> Result<f64, String> {
+        train::loss(self.prog, p, &self.data, &self.opts).map_err(|e| e.to_string())
+    }
+
+    fn plot(&self, path: &std::path::Path, curve: &[f64], p: &[f64]) -> CliResult {
+        // The first observed trajectory.
+        let fit =
+            train::predictions(self.prog, p, &self.data[0], &self.opts).map_err(|e| Failure {
+                code: exit::SOLVER,
+                message: format!("error: {e}"),
+            })?;
+        super::plot::training(path, curve, &self.data[0], &fit)
+    }
+}
+
+/// An SDE model against the moments of observed paths (one per `traj`).
+struct SdeProblem<'a> {
+    prog: &'a Program,
+    kernels: crate::sensitivity::sde::SdeKernels,
+    moments: train::Moments,
+    opts: crate::runtime::sde::SdeOptions,
+    paths: usize,
+}
+
+fn sde_problem<'a>(
+    a: &TrainArgs,
+    prog: &'a Program,
+    name: &str,
+    data: Vec<train::Data>,
+    requested: Option<Sensitivity>,
+) -> Result<(SdeProblem<'a>, Sensitivity), Failure> {
+    use crate::runtime::sde::{SdeMethod, SdeOptions};
+    if a.vary_file.is_some() || a.plot.is_some() {
+        return Err(Failure::unavailable(
+            "error: --vary-file and --plot are not available for SDE models yet",
+        ));
+    }
+    if !matches!(requested, None | Some(Sensitivity::Discrete)) {
+        return Err(Failure::unavailable(
+            "error: SDE gradients use --sensitivity discrete (the adjoint of euler_maruyama on fixed Brownian paths)",
+        ));
+    }
+    let defaults = &prog.model.solve;
+    let method = a
+        .method
+        .clone()
+        .or_else(|| defaults.method.clone())
+        .unwrap_or_else(|| "euler_maruyama".into());
+    if method != "euler_maruyama" {
+        return Err(Failure::unavailable(format!(
+            "error: training an SDE runs euler_maruyama on fixed Brownian paths, not `{method}`"
+        )));
+    }
+    let dt = a.dt.or(defaults.dt).ok_or_else(|| {
+        Failure::usage("error: training an SDE needs a step: --dt DT (or dt in the solve block)")
+    })?;
+    let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);
+    if let Some(t) = data.iter().flat_map(|d| &d.times).find(|t| **t < t0) {
+        return Err(Failure::usage(format!(
+            "error: data file `{name}`: time {t} is before t0 = {t0}"
+        )));
+    }
+    let moments = train::Moments::of(&data, prog.dim())
+        .map_err(|e| Failure::usage(format!("error: data file `{name}`: {e}")))?;
+    let mut opts = SdeOptions::new(
+        SdeMethod::EulerMaruyama,
+        t0,
+        *moments.times.last().unwrap_or(&t0),
+    );
+    opts.dt = Some(dt);
+    opts.seed = a.seed;
+    let paths = a.ensemble.unwrap_or(100);
+    if paths < 2 {
+        return Err(Failure::usage(
+            "error: --ensemble must be at least 2 for an SDE fit",
+        ));
+    }
+    let kernels = crate::sensitivity::sde::SdeKernels::compile(prog)
+        .map_err(|e| Failure::unavailable(format!("error: cannot compile the SDE adjoint: {e}")))?;
+    let problem = SdeProblem {
+        prog,
+        kernels,
+        moments,
+        opts,
+        paths,
     };
+    Ok((problem, Sensitivity::Discrete))
+}
+
+impl Objective for SdeProblem<'_> {
+    fn fit(
+        &self,
+        p: &mut [f64],
+        fit: &train::FitOptions,
+        on_event: &mut dyn FnMut(train::Event) -> Result<(), String>,
+    ) -> Result<train::FitReport, train::FitError> {
+        let (prog, k, m) = (self.prog, &self.kernels, &self.moments);
+        train::fit_sde(prog, k, p, m, &self.opts, self.paths, fit, on_event)
+    }
+
+    fn gradient(&self, p: &[f64]) -> Result<(), Failure> {
+        self.moment_loss(p).map(|_| ()).map_err(gradient_failure)
+    }
+
+    fn final_loss(&self, p: &[f64]) -> Result<f64, String> {
+        self.moment_loss(p)
+            .map(|g| g.loss)
+            .map_err(|e| e.to_string())
+    }
+
+    fn plot(&self, _path: &std::path::Path, _curve: &[f64], _p: &[f64]) -> CliResult {
+        Err(Failure::unavailable(
+            "error: --plot is not available for SDE models yet",
+        ))
+    }
+}
+
+impl SdeProblem<'_> {
+    fn moment_loss(
+        &self,
+        p: &[f64],
+    ) -> Result<crate::sensitivity::Gradient, crate::sensitivity::GradientError> {
+        let (prog, k, m) = (self.prog, &self.kernels, &self.moments);
+        train::moment_loss_and_gradient(prog, k, p, m, &self.opts, self.paths)
+    }
+}
+
+/// The fit and its outputs, the same for every kind of model: progress, saving, Ctrl-C,
+/// the final loss, the plot and the stats line.
+fn drive(
+    a: &TrainArgs,
+    layout: &crate::ir::ParamLayout,
+    started: Instant,
+    compile_ms: f64,
+    mut p: Vec<f64>,
+    fit_options: train::FitOptions,
+    obj: &dyn Objective,
+) -> CliResult {
+    let p_start = p.clone();
     let progress = Progress::new(a.iters as u64);
     let mut first_gradient_ms = 0.0;
-    let layout = &prog.layout;
     // The newest params whose loss was finite: saved at most once a second while the fit
     // runs, and whatever ends the fit, so that an interrupted run loses little and a failed
     // one leaves no bad params on disk.
@@ -287,7 +500,8 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
         Ok(())
     };
-    let fitted = train::fit(&kernels, &mut p, &data, &opts, &fit_options, on_event);
+    let mut on_event = on_event;
+    let fitted = obj.fit(&mut p, &fit_options, &mut on_event);
     progress.finish();
     if fitted.is_err() {
         save(&last_good)?;
@@ -323,16 +537,15 @@ pub fn run(a: TrainArgs) -> CliResult {
     // first_gradient_ms stays the time to the first gradient.
     for _ in 1..a.repeat {
         let t = Instant::now();
-        train::loss_and_gradient(&kernels, sensitivity, &p_start, &data, &opts, adjoint)
-            .map_err(gradient_failure)?;
+        obj.gradient(&p_start)?;
         grad_times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let final_loss = match train::loss(&prog, &p, &data, &opts) {
+    let final_loss = match obj.final_loss(&p) {
         Ok(l) if l.is_finite() => l,
         other => {
             save(&last_good)?;
             let why = match other {
-                Err(e) => e.to_string(),
+                Err(e) => e,
                 Ok(_) => "the final loss is non-finite".into(),
             };
             return Err(Failure {
@@ -346,12 +559,7 @@ pub fn run(a: TrainArgs) -> CliResult {
     }
     save(&p)?;
     if let Some(path) = &a.plot {
-        // The first observed trajectory.
-        let fit = train::predictions(&prog, &p, &data[0], &opts).map_err(|e| Failure {
-            code: exit::SOLVER,
-            message: format!("error: {e}"),
-        })?;
-        super::plot::training(path, &curve, &data[0], &fit)?;
+        obj.plot(path, &curve, &p)?;
     }
     eprintln!("final loss {final_loss:.6e} after {done} iterations");
     if a.stats {
@@ -363,7 +571,7 @@ pub fn run(a: TrainArgs) -> CliResult {
             "first_gradient_ms": first_gradient_ms,
             "grad_ms_median": grad_times[grad_times.len() / 2],
             "gradients": grad_times.len(),
-            "sensitivity": sensitivity.name(),
+            "sensitivity": fit_options.sensitivity.name(),
             "optimizer": a.optimizer,
         });
         println!("{v}");

@@ -970,6 +970,7 @@ fn run_fixed<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
         if let Some(tr) = w.trace.as_deref_mut() {
             tr.record(t, h, t_new, &w.u[..w.dim], &w.k);
         }
+        rhs.step_accepted(t, h, t_new, &w.u[..w.dim], &w.un[..w.dim], &w.k);
         k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
         t = t_new;
     }
@@ -1046,6 +1047,7 @@ fn run_adaptive<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
             if let Some(tr) = w.trace.as_deref_mut() {
                 tr.record(t, h, t_new, &w.u[..dim], &w.k);
             }
+            rhs.step_accepted(t, h, t_new, &w.u[..dim], &w.un[..dim], &w.k);
             k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
             t = t_new;
             if last {

@@ -6,6 +6,7 @@
 //! It must never parse, print or exit; failures are returned as [`SolveError`] values.
 
 pub mod controller;
+pub mod dde;
 pub mod dense;
 pub mod integrate;
 pub mod sde;
@@ -29,6 +30,21 @@ pub use trace::Trace;
 pub trait OdeRhs {
     fn dim(&self) -> usize;
     fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]);
+    /// Called by the explicit RK loop after each accepted step (t, u) → (t_new, u_new), with
+    /// the step's stages `k` (stage-major, `stages × dim`), before the state advances. The
+    /// default does nothing; a DDE right-hand side (see [`dde`]) keeps the steps as its
+    /// dense history.
+    #[inline(always)]
+    fn step_accepted(
+        &mut self,
+        _t: f64,
+        _h: f64,
+        _t_new: f64,
+        _u: &[f64],
+        _u_new: &[f64],
+        _k: &[f64],
+    ) {
+    }
 }
 
 /// A sparsity pattern in compressed sparse row form: row `i` has nonzeros in columns

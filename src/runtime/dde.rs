@@ -1,0 +1,494 @@
+//! Delay differential equations with constant delays, u'(t) = f(t, u(t), u(t − τ_1), …,
+//! u(t − τ_m)), u(t) = φ(t) for t < t0, u(t0) = u0: the method of steps on the shared
+//! explicit RK loop.
+//!
+//! - **History.** Lagged values u(s), s = t − τ_j, come from the history function φ for
+//!   s < t0 and, for s ≥ t0, from the dense output of the steps accepted so far (each
+//!   accepted step is recorded through [`OdeRhs::step_accepted`]: its start and end states
+//!   and stages; found by binary search and evaluated with the method's own interpolant,
+//!   tsit5's and dopri5's 4th-order ones, cubic Hermite for the others).
+//! - **Step bound.** Every step is at most min τ_j long (`dtmax` is lowered to it; a
+//!   fixed `dt` above it is refused), so every lagged time of every stage lies at or before
+//!   the current step's start: the history it reads is complete, never extrapolated.
+//! - **Discontinuities.** The solution's derivatives jump at t0 (the history meets the
+//!   initial value there) and, propagated by the delays, at t0 + Σ n_j τ_j. A jump in a
+//!   derivative of order above the method's order does not spoil it, so the points with
+//!   Σ n_j ≤ order + 1 (which covers a jump in the value at t0 too) are tracked: the solve
+//!   runs piecewise between consecutive ones, each piece a fresh solve (stages restart
+//!   there, the step-size controller too) that ends exactly on the point. At a point d,
+//!   the piece that ends at d sees the left limits of the lagged values, the next one
+//!   starts with the right limits (this matters only at t0 itself, when φ(t0) ≠ u0).
+//!   [`DdeOptions::track_discontinuities`] = false turns this off (one piece), to measure
+//!   what it buys.
+//!
+//! Explicit methods only; the implicit ones and vern7 (whose own interpolant needs lazy
+//! extra stages; a cubic Hermite history would cap it far below order 7) are refused
+//! (`InvalidInput`).
+
+use super::dense;
+use super::integrate::{self, Method, SaveAt, Solution, SolveOptions};
+use super::tableau::DenseKind;
+use super::{FailReason, OdeRhs, SolveError, Stats};
+
+/// A delay differential equation's right-hand side (see the module docs).
+pub trait DdeRhs {
+    fn dim(&self) -> usize;
+    /// The delays τ_j (each > 0), in the order of the lagged-value blocks of `eval`.
+    fn delays(&self) -> &[f64];
+    /// The history φ(t) for t < t0 (t0 itself: its left limit).
+    fn history(&mut self, t: f64, u: &mut [f64]);
+    /// `du = f(t, u, lags)`, where `lags[j*dim..(j+1)*dim]` is u(t − τ_j).
+    fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]);
+}
+
+/// DDE-specific options (the rest is [`SolveOptions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DdeOptions {
+    /// Step exactly onto the propagated discontinuities (default true).
+    pub track_discontinuities: bool,
+}
+
+impl Default for DdeOptions {
+    fn default() -> Self {
+        DdeOptions {
+            track_discontinuities: true,
+        }
+    }
+}
+
+/// The most discontinuity points tracked (many delays give many combinations).
+const MAX_BREAKPOINTS: usize = 100_000;
+
+/// The accepted steps of a DDE solve, with what their dense output needs.
+#[derive(Clone, Debug)]
+pub struct DdeHistory {
+    pub dim: usize,
+    pub t0: f64,
+    /// The initial state u0 (the solution at t0 from the right).
+    pub u0: Vec<f64>,
+    dense: DenseKind,
+    stages: usize,
+    /// Per step: start time, signed size, start state, end state, stages (or, for Hermite
+    /// output, f at the start and at the end).
+    t: Vec<f64>,
+    h: Vec<f64>,
+    u: Vec<f64>,
+    u1: Vec<f64>,
+    k: Vec<f64>,
+    /// Per-step weights scratch.
+    w: Vec<f64>,
+}
+
+impl DdeHistory {
+    fn new(method: Method, dim: usize, t0: f64, u0: &[f64]) -> DdeHistory {
+        let dense = method.dense_kind().unwrap_or(DenseKind::Hermite);
+        let stages = match dense {
+            DenseKind::Dopri5 | DenseKind::Poly4(_) => method.stages(),
+            // f at the two ends.
+            DenseKind::Hermite | DenseKind::Vern7 => 2,
+        };
+        DdeHistory {
+            dim,
+            t0,
+            u0: u0.to_vec(),
+            dense: if matches!(dense, DenseKind::Vern7) {
+                DenseKind::Hermite
+            } else {
+                dense
+            },
+            stages,
+            t: Vec::new(),
+            h: Vec::new(),
+            u: Vec::new(),
+            u1: Vec::new(),
+            k: Vec::new(),
+            w: vec![0.0; stages.max(7)],
+        }
+    }
+
+    /// Number of recorded steps.
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
+    /// The end of the recorded solution (t0 before the first step).
+    pub fn t_end(&self) -> f64 {
+        match (self.t.last(), self.h.last()) {
+            (Some(t), Some(h)) => t + h,
+            _ => self.t0,
+        }
+    }
+
+    /// u(s) for t0 ≤ s from the recorded steps (at a step boundary: the step ending there,
+    /// which by continuity equals the one starting there). Before any step: u0.
+    pub fn eval(&mut self, s: f64, out: &mut [f64]) {
+        let dim = self.dim;
+        if self.t.is_empty() {
+            out.copy_from_slice(&self.u0);
+            return;
+        }
+        // The last step starting strictly before s (the first step for s ≤ its start).
+        let i = self.t.partition_point(|&ts| ts < s).saturating_sub(1);
+        let (t, h) = (self.t[i], self.h[i]);
+        let theta = (s - t) / h;
+        let u = &self.u[i * dim..(i + 1) * dim];
+        let k = &self.k[i * self.stages * dim..(i + 1) * self.stages * dim];
+        match self.dense {
+            DenseKind::Dopri5 | DenseKind::Poly4(_) => {
+                let s_n = self.stages;
+                dense::stage_weights(self.dense, theta, &mut self.w[..s_n]);
+                for (c, o) in out.iter_mut().enumerate() {
+                    let mut acc = 0.0;
+                    for j in 0..s_n {
+                        acc += self.w[j] * k[j * dim + c];
+                    }
+                    *o = u[c] + h * acc;
+                }
+            }
+            DenseKind::Hermite | DenseKind::Vern7 => {
+                let u1 = &self.u1[i * dim..(i + 1) * dim];
+                dense::hermite(theta, h, u, &k[..dim], u1, &k[dim..2 * dim], out);
+            }
+        }
+    }
+}
+
+/// The DDE as an ODE right-hand side for the shared loop: lagged values from the history.
+struct Stepper<'a, D: DdeRhs + ?Sized> {
+    f: &'a mut D,
+    hist: DdeHistory,
+    tau: Vec<f64>,
+    lags: Vec<f64>,
+    /// Start of the current piece: there the lagged values are right limits.
+    piece_start: f64,
+    /// Whether the method is FSAL (its last stage is f at the step's end).
+    fsal: bool,
+    /// rhs calls made here (f at a step's end for Hermite output).
+    extra_evals: u64,
+    /// Tolerance for "s is t0" (rounding of (t0 + τ) − τ).
+    t0_tol: f64,
+}
+
+impl<D: DdeRhs + ?Sized> Stepper<'_, D> {
+    fn fill_lags(&mut self, t: f64) {
+        let dim = self.hist.dim;
+        let t0 = self.hist.t0;
+        for j in 0..self.tau.len() {
+            let s = t - self.tau[j];
+            let out = &mut self.lags[j * dim..(j + 1) * dim];
+            let at_t0 = (s - t0).abs() <= self.t0_tol;
+            if s < t0 && !at_t0 {
+                self.f.history(s, out);
+            } else if at_t0 {
+                // Left limit (φ(t0)) inside a piece, right limit (u0) at its start.
+                if t == self.piece_start {
+                    out.copy_from_slice(&self.hist.u0);
+                } else {
+                    self.f.history(t0, out);
+                }
+            } else {
+                self.hist.eval(s, out);
+            }
+        }
+    }
+}
+
+impl<D: DdeRhs + ?Sized> OdeRhs for Stepper<'_, D> {
+    fn dim(&self) -> usize {
+        self.hist.dim
+    }
+
+    fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]) {
+        self.fill_lags(t);
+        self.f.eval(t, u, &self.lags, du);
+    }
+
+    fn step_accepted(&mut self, t: f64, h: f64, t_new: f64, u: &[f64], u_new: &[f64], k: &[f64]) {
+        let dim = self.hist.dim;
+        let hist = &mut self.hist;
+        hist.t.push(t);
+        // The step's real length (the last step of a piece ends exactly on its end).
+        hist.h.push(t_new - t);
+        let _ = h;
+        hist.u.extend_from_slice(u);
+        hist.u1.extend_from_slice(u_new);
+        match hist.dense {
+            DenseKind::Dopri5 | DenseKind::Poly4(_) => {
+                hist.k.extend_from_slice(&k[..hist.stages * dim]);
+            }
+            DenseKind::Hermite | DenseKind::Vern7 => {
+                hist.k.extend_from_slice(&k[..dim]);
+                let n = k.len() / dim;
+                if self.fsal {
+                    hist.k.extend_from_slice(&k[(n - 1) * dim..n * dim]);
+                } else {
+                    // f at the step's end: its lagged times are at or before t (h ≤ min τ),
+                    // already recorded.
+                    let mut f1 = vec![0.0; dim];
+                    self.fill_lags(t_new);
+                    self.f.eval(t_new, u_new, &self.lags, &mut f1);
+                    self.extra_evals += 1;
+                    self.hist.k.extend_from_slice(&f1);
+                }
+            }
+        }
+    }
+}
+
+/// The propagated discontinuity points t0 + Σ n_j τ_j (1 ≤ Σ n_j ≤ `levels`) strictly inside
+/// (t0, t1), ascending, points closer than a rounding error merged.
+pub fn breakpoints(t0: f64, t1: f64, tau: &[f64], levels: u32) -> Vec<f64> {
+    let mut all: Vec<f64> = Vec::new();
+    let mut frontier = vec![t0];
+    let scale = t0.abs().max(t1.abs()).max(1.0);
+    let tol = 64.0 * f64::EPSILON * scale;
+    for _ in 0..levels {
+        let mut next = Vec::new();
+        for &d in &frontier {
+            for &tj in tau {
+                let e = d + tj;
+                if e < t1 - tol {
+                    next.push(e);
+                }
+            }
+        }
+        next.sort_by(|a, b| a.total_cmp(b));
+        next.dedup_by(|a, b| (*a - *b).abs() <= tol);
+        all.extend_from_slice(&next);
+        if all.len() > MAX_BREAKPOINTS || next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    all.dedup_by(|a, b| (*a - *b).abs() <= tol);
+    all.truncate(MAX_BREAKPOINTS);
+    all
+}
+
+fn invalid(opts: &SolveOptions, msg: String) -> SolveError {
+    SolveError {
+        t: opts.t0,
+        reason: FailReason::InvalidInput(msg),
+        stats: Stats::default(),
+    }
+}
+
+/// Solves the DDE (see the module docs) with an explicit method; also returns the dense
+/// history of the accepted steps.
+pub fn solve_dde_history<D: DdeRhs + ?Sized>(
+    f: &mut D,
+    u0: &[f64],
+    opts: &SolveOptions,
+    dopts: &DdeOptions,
+) -> Result<(Solution, DdeHistory), SolveError> {
+    let dim = f.dim();
+    integrate::check_input(dim, u0, opts)?;
+    if opts.method.is_implicit() {
+        return Err(invalid(
+            opts,
+            format!(
+                "method `{}` is implicit: delay equations are solved with explicit methods only (tsit5, dopri5, bosh3, vern7, rk4, …)",
+                opts.method
+            ),
+        ));
+    }
+    if opts.method == Method::Vern7 {
+        return Err(invalid(
+            opts,
+            "vern7 cannot solve delay equations here: its history would be read through a cubic Hermite interpolant, far below its order; use tsit5 or dopri5".into(),
+        ));
+    }
+    let (t0, t1) = (opts.t0, opts.t1);
+    if t1 < t0 {
+        return Err(invalid(
+            opts,
+            "a delay equation is solved forward in time only (t1 ≥ t0)".into(),
+        ));
+    }
+    let tau = f.delays().to_vec();
+    for &tj in &tau {
+        if !(tj.is_finite() && tj > 0.0) {
+            return Err(invalid(
+                opts,
+                format!("every delay must be finite and > 0 (got {tj})"),
+            ));
+        }
+    }
+    let tau_min = tau.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut base = opts.clone();
+    if opts.is_fixed_step() {
+        let dt = opts.dt.expect("validated").abs();
+        if dt > tau_min {
+            return Err(invalid(
+                opts,
+                format!(
+                    "the step dt = {dt} exceeds the smallest delay {tau_min}: a delay equation needs dt ≤ min τ"
+                ),
+            ));
+        }
+    } else {
+        base.dtmax = Some(opts.dtmax.unwrap_or(f64::INFINITY).min(tau_min));
+        if let Some(dt) = base.dt {
+            base.dt = Some(dt.abs().min(tau_min));
+        }
+    }
+    let save = opts.save_times().expect("validated");
+    // The pieces' ends.
+    let mut ends = if dopts.track_discontinuities && !tau.is_empty() {
+        breakpoints(t0, t1, &tau, opts.method.order() + 1)
+    } else {
+        Vec::new()
+    };
+    ends.push(t1);
+    let scale = t0.abs().max(t1.abs()).max(1.0);
+    let mut st = Stepper {
+        f,
+        hist: DdeHistory::new(opts.method, dim, t0, u0),
+        lags: vec![0.0; tau.len() * dim],
+        tau,
+        piece_start: t0,
+        fsal: opts.method.is_fsal(),
+        extra_evals: 0,
+        t0_tol: 4.0 * f64::EPSILON * scale,
+    };
+    let mut stats = Stats::default();
+    let mut out_t = Vec::with_capacity(save.len());
+    let mut out_u = Vec::with_capacity(save.len() * dim);
+    let mut u = u0.to_vec();
+    let mut a = t0;
+    let mut si = 0;
+    // Save times at t0.
+    while si < save.len() && save[si] <= t0 {
+        out_t.push(t0);
+        out_u.extend_from_slice(u0);
+        si += 1;
+    }
+    if t0 == t1 {
+        while si < save.len() {
+            out_t.push(t1);
+            out_u.extend_from_slice(u0);
+            si += 1;
+        }
+        return Ok((
+            Solution {
+                t: out_t,
+                u: out_u,
+                stats,
+                dim,
+            },
+            st.hist,
+        ));
+    }
+    for &b in &ends {
+        // Requested save times in (a, b]; b itself always (the next piece starts there).
+        let mut times = Vec::new();
+        let first = si;
+        while si < save.len() && save[si] <= b {
+            times.push(save[si]);
+            si += 1;
+        }
+        let requested = times.len();
+        let b_requested = times.last() == Some(&b);
+        if !b_requested {
+            times.push(b);
+        }
+        let mut o = base.clone();
+        o.t0 = a;
+        o.t1 = b;
+        o.saveat = SaveAt::Times(times);
+        o.max_steps = opts.max_steps.saturating_sub(stats.steps);
+        // A piece after the first starts with the step the previous one was taking (its
+        // last step is clipped onto the piece's end, so the larger of its last two):
+        // Hairer's starting-step guess misfires where the solution crosses zero (a
+        // breakpoint of x' = −x(t − 1) is such a place) and would ask for a step near 1e-14.
+        if !o.is_fixed_step() && a > t0 {
+            let n = st.hist.h.len();
+            let last = st.hist.h[n.saturating_sub(2)..]
+                .iter()
+                .fold(0.0_f64, |m, h| m.max(h.abs()));
+            if last > 0.0 {
+                o.dt = Some(last.min(tau_min));
+            }
+        }
+        st.piece_start = a;
+        st.extra_evals = 0;
+        let r = integrate::solve_with(&mut st, &u, &o);
+        let mut sol = match r {
+            Ok(s) => s,
+            Err(mut e) => {
+                e.stats.add(&stats);
+                e.stats.rhs_evals += st.extra_evals;
+                if let FailReason::MaxSteps { .. } = e.reason {
+                    e.reason = FailReason::MaxSteps {
+                        max_steps: opts.max_steps,
+                    };
+                }
+                return Err(e);
+            }
+        };
+        sol.stats.rhs_evals += st.extra_evals;
+        stats.add(&sol.stats);
+        // Rows: the piece's solution has t = a prepended only if a was requested (it was
+        // not: SaveAt::Times starts at the requested ones), so rows match `times`.
+        debug_assert_eq!(sol.len(), requested + usize::from(!b_requested));
+        debug_assert_eq!(si - first, requested);
+        out_t.extend_from_slice(&sol.t[..requested]);
+        out_u.extend_from_slice(&sol.u[..requested * dim]);
+        u.copy_from_slice(sol.last());
+        a = b;
+    }
+    Ok((
+        Solution {
+            t: out_t,
+            u: out_u,
+            stats,
+            dim,
+        },
+        st.hist,
+    ))
+}
+
+/// As [`solve_dde_history`], the solution only.
+pub fn solve_dde<D: DdeRhs + ?Sized>(
+    f: &mut D,
+    u0: &[f64],
+    opts: &SolveOptions,
+    dopts: &DdeOptions,
+) -> Result<Solution, SolveError> {
+    solve_dde_history(f, u0, opts, dopts).map(|(s, _)| s)
+}
+
+/// A DDE from closures: `history(t, u)` and `f(t, u, lags, du)`.
+pub struct FnDde<H, F> {
+    pub dim: usize,
+    pub tau: Vec<f64>,
+    pub history: H,
+    pub f: F,
+}
+
+impl<H, F> DdeRhs for FnDde<H, F>
+where
+    H: FnMut(f64, &mut [f64]),
+    F: FnMut(f64, &[f64], &[f64], &mut [f64]),
+{
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn delays(&self) -> &[f64] {
+        &self.tau
+    }
+    fn history(&mut self, t: f64, u: &mut [f64]) {
+        (self.history)(t, u)
+    }
+    fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]) {
+        (self.f)(t, u, lags, du)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -21,14 +21,16 @@
 //!   [`DdeOptions::track_discontinuities`] = false turns this off (one piece), to measure
 //!   what it buys.
 //!
-//! Explicit methods only; the implicit ones and vern7 (whose own interpolant needs lazy
-//! extra stages; a cubic Hermite history would cap it far below order 7) are refused
-//! (`InvalidInput`).
+//! Explicit methods and the stiff ones (rosenbrock23, rodas5, bdf: their Jacobian is ∂f/∂u
+//! with the lagged values held fixed, and their history is the cubic Hermite interpolant of
+//! the accepted steps, which caps rodas5's order near 4). vern7 is refused (`InvalidInput`):
+//! its own interpolant needs lazy extra stages, and a cubic Hermite history would cap it far
+//! below order 7.
 
 use super::dense;
 use super::integrate::{self, Method, SaveAt, Solution, SolveOptions};
 use super::tableau::DenseKind;
-use super::{FailReason, OdeRhs, SolveError, Stats};
+use super::{FailReason, OdeJacobian, OdeRhs, SolveError, Stats, stiff};
 
 /// A delay differential equation's right-hand side (see the module docs).
 pub trait DdeRhs {
@@ -39,6 +41,12 @@ pub trait DdeRhs {
     fn history(&mut self, t: f64, u: &mut [f64]);
     /// `du = f(t, u, lags)`, where `lags[j*dim..(j+1)*dim]` is u(t − τ_j).
     fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]);
+    /// ∂f/∂u at (t, u, lags), the lagged values held fixed, row-major (`jac[i*dim + k]`),
+    /// for the stiff methods. Return `false` (the default) when not implemented: forward
+    /// differences are used then.
+    fn jac(&mut self, _t: f64, _u: &[f64], _lags: &[f64], _jac: &mut [f64]) -> bool {
+        false
+    }
 }
 
 /// DDE-specific options (the rest is [`SolveOptions`]).
@@ -59,6 +67,17 @@ impl Default for DdeOptions {
 /// The most discontinuity points tracked (many delays give many combinations).
 const MAX_BREAKPOINTS: usize = 100_000;
 
+/// How a recorded step is interpolated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Interp {
+    /// The explicit method's own continuous extension from its stages.
+    Stages(DenseKind),
+    /// Cubic Hermite from the ends' values and slopes (`k` holds f at both ends).
+    Hermite,
+    /// rodas5's 4th-order dense output (`k` holds its coefficients K1, K2, K3).
+    Rodas,
+}
+
 /// The accepted steps of a DDE solve, with what their dense output needs.
 #[derive(Clone, Debug)]
 pub struct DdeHistory {
@@ -66,10 +85,11 @@ pub struct DdeHistory {
     pub t0: f64,
     /// The initial state u0 (the solution at t0 from the right).
     pub u0: Vec<f64>,
-    dense: DenseKind,
+    interp: Interp,
+    /// Vectors of `k` per step.
     stages: usize,
-    /// Per step: start time, signed size, start state, end state, stages (or, for Hermite
-    /// output, f at the start and at the end).
+    /// Per step: start time, signed size, start state, end state, and the interpolant's
+    /// vectors (see [`Interp`]).
     t: Vec<f64>,
     h: Vec<f64>,
     u: Vec<f64>,
@@ -81,21 +101,18 @@ pub struct DdeHistory {
 
 impl DdeHistory {
     fn new(method: Method, dim: usize, t0: f64, u0: &[f64]) -> DdeHistory {
-        let dense = method.dense_kind().unwrap_or(DenseKind::Hermite);
-        let stages = match dense {
-            DenseKind::Dopri5 | DenseKind::Poly4(_) => method.stages(),
-            // f at the two ends.
-            DenseKind::Hermite | DenseKind::Vern7 => 2,
+        let (interp, stages) = match method.dense_kind() {
+            Some(d @ (DenseKind::Dopri5 | DenseKind::Poly4(_))) => {
+                (Interp::Stages(d), method.stages())
+            }
+            _ if method == Method::Rodas5 => (Interp::Rodas, 3),
+            _ => (Interp::Hermite, 2),
         };
         DdeHistory {
             dim,
             t0,
             u0: u0.to_vec(),
-            dense: if matches!(dense, DenseKind::Vern7) {
-                DenseKind::Hermite
-            } else {
-                dense
-            },
+            interp,
             stages,
             t: Vec::new(),
             h: Vec::new(),
@@ -137,10 +154,10 @@ impl DdeHistory {
         let theta = (s - t) / h;
         let u = &self.u[i * dim..(i + 1) * dim];
         let k = &self.k[i * self.stages * dim..(i + 1) * self.stages * dim];
-        match self.dense {
-            DenseKind::Dopri5 | DenseKind::Poly4(_) => {
+        match self.interp {
+            Interp::Stages(kind) => {
                 let s_n = self.stages;
-                dense::stage_weights(self.dense, theta, &mut self.w[..s_n]);
+                dense::stage_weights(kind, theta, &mut self.w[..s_n]);
                 for (c, o) in out.iter_mut().enumerate() {
                     let mut acc = 0.0;
                     for j in 0..s_n {
@@ -149,9 +166,19 @@ impl DdeHistory {
                     *o = u[c] + h * acc;
                 }
             }
-            DenseKind::Hermite | DenseKind::Vern7 => {
+            Interp::Hermite => {
                 let u1 = &self.u1[i * dim..(i + 1) * dim];
                 dense::hermite(theta, h, u, &k[..dim], u1, &k[dim..2 * dim], out);
+            }
+            Interp::Rodas => {
+                // The form of `stiff::rosenbrock::Rodas5P::interp`.
+                let u1 = &self.u1[i * dim..(i + 1) * dim];
+                let t1 = 1.0 - theta;
+                let (k1, k2, k3) = (&k[..dim], &k[dim..2 * dim], &k[2 * dim..]);
+                for c in 0..dim {
+                    out[c] = t1 * u[c]
+                        + theta * (u1[c] + t1 * (k1[c] + theta * (k2[c] + theta * k3[c])));
+                }
             }
         }
     }
@@ -171,6 +198,11 @@ struct Stepper<'a, D: DdeRhs + ?Sized> {
     extra_evals: u64,
     /// Tolerance for "s is t0" (rounding of (t0 + τ) − τ).
     t0_tol: f64,
+    /// f at the end of the last recorded step (time, value), reused as the next step's f at
+    /// its start when the step has no stages to take it from (the stiff methods).
+    f_end: Option<(f64, Vec<f64>)>,
+    /// Scratch for forward-difference Jacobians.
+    work: Vec<f64>,
 }
 
 impl<D: DdeRhs + ?Sized> Stepper<'_, D> {
@@ -197,6 +229,73 @@ impl<D: DdeRhs + ?Sized> Stepper<'_, D> {
     }
 }
 
+impl<D: DdeRhs + ?Sized> Stepper<'_, D> {
+    /// f(t, u) with the lagged values at t (one counted extra call).
+    fn f_at(&mut self, t: f64, u: &[f64]) -> Vec<f64> {
+        let mut f = vec![0.0; self.hist.dim];
+        self.fill_lags(t);
+        self.f.eval(t, u, &self.lags, &mut f);
+        self.extra_evals += 1;
+        f
+    }
+
+    /// f at a step's start and end for the Hermite history. `k` holds the step's stages
+    /// (explicit methods: k_0 = f at the start; the last stage is f at the end for FSAL
+    /// ones) or nothing (stiff methods). Lagged times of f at the end are at or before t
+    /// (h ≤ min τ), so already recorded.
+    fn end_slopes(
+        &mut self,
+        t: f64,
+        t_new: f64,
+        u: &[f64],
+        u_new: &[f64],
+        k: &[f64],
+    ) -> [Vec<f64>; 2] {
+        let dim = self.hist.dim;
+        let n = k.len() / dim;
+        let f0 = if n >= 1 {
+            k[..dim].to_vec()
+        } else {
+            match self.f_end.take() {
+                Some((te, f)) if te == t && t != self.piece_start => f,
+                _ => self.f_at(t, u),
+            }
+        };
+        let f1 = if n >= 2 && self.fsal {
+            k[(n - 1) * dim..n * dim].to_vec()
+        } else {
+            self.f_at(t_new, u_new)
+        };
+        self.f_end = Some((t_new, f1.clone()));
+        [f0, f1]
+    }
+}
+
+impl<D: DdeRhs + ?Sized> OdeJacobian for Stepper<'_, D> {
+    fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]) {
+        self.fill_lags(t);
+        if self.f.jac(t, u, &self.lags, jac) {
+            return;
+        }
+        // Forward differences, column by column.
+        let dim = self.hist.dim;
+        self.work.resize(3 * dim, 0.0);
+        let (f0, rest) = self.work.split_at_mut(dim);
+        let (f1, up) = rest.split_at_mut(dim);
+        self.f.eval(t, u, &self.lags, f0);
+        up.copy_from_slice(u);
+        for c in 0..dim {
+            let h = f64::EPSILON.sqrt() * u[c].abs().max(1.0);
+            up[c] = u[c] + h;
+            self.f.eval(t, up, &self.lags, f1);
+            up[c] = u[c];
+            for r in 0..dim {
+                jac[r * dim + c] = (f1[r] - f0[r]) / h;
+            }
+        }
+    }
+}
+
 impl<D: DdeRhs + ?Sized> OdeRhs for Stepper<'_, D> {
     fn dim(&self) -> usize {
         self.hist.dim
@@ -207,34 +306,25 @@ impl<D: DdeRhs + ?Sized> OdeRhs for Stepper<'_, D> {
         self.f.eval(t, u, &self.lags, du);
     }
 
-    fn step_accepted(&mut self, t: f64, h: f64, t_new: f64, u: &[f64], u_new: &[f64], k: &[f64]) {
+    fn step_accepted(&mut self, t: f64, _h: f64, t_new: f64, u: &[f64], u_new: &[f64], k: &[f64]) {
         let dim = self.hist.dim;
+        // Slopes first: f at the step's end reads lagged values from the steps recorded so far.
+        let slopes = match self.hist.interp {
+            Interp::Hermite => Some(self.end_slopes(t, t_new, u, u_new, k)),
+            Interp::Stages(_) | Interp::Rodas => None,
+        };
         let hist = &mut self.hist;
         hist.t.push(t);
         // The step's real length (the last step of a piece ends exactly on its end).
         hist.h.push(t_new - t);
-        let _ = h;
         hist.u.extend_from_slice(u);
         hist.u1.extend_from_slice(u_new);
-        match hist.dense {
-            DenseKind::Dopri5 | DenseKind::Poly4(_) => {
-                hist.k.extend_from_slice(&k[..hist.stages * dim]);
+        match slopes {
+            Some([f0, f1]) => {
+                hist.k.extend_from_slice(&f0);
+                hist.k.extend_from_slice(&f1);
             }
-            DenseKind::Hermite | DenseKind::Vern7 => {
-                hist.k.extend_from_slice(&k[..dim]);
-                let n = k.len() / dim;
-                if self.fsal {
-                    hist.k.extend_from_slice(&k[(n - 1) * dim..n * dim]);
-                } else {
-                    // f at the step's end: its lagged times are at or before t (h ≤ min τ),
-                    // already recorded.
-                    let mut f1 = vec![0.0; dim];
-                    self.fill_lags(t_new);
-                    self.f.eval(t_new, u_new, &self.lags, &mut f1);
-                    self.extra_evals += 1;
-                    self.hist.k.extend_from_slice(&f1);
-                }
-            }
+            None => hist.k.extend_from_slice(&k[..hist.stages * dim]),
         }
     }
 }
@@ -288,15 +378,6 @@ pub fn solve_dde_history<D: DdeRhs + ?Sized>(
 ) -> Result<(Solution, DdeHistory), SolveError> {
     let dim = f.dim();
     integrate::check_input(dim, u0, opts)?;
-    if opts.method.is_implicit() {
-        return Err(invalid(
-            opts,
-            format!(
-                "method `{}` is implicit: delay equations are solved with explicit methods only (tsit5, dopri5, bosh3, vern7, rk4, …)",
-                opts.method
-            ),
-        ));
-    }
     if opts.method == Method::Vern7 {
         return Err(invalid(
             opts,
@@ -355,6 +436,8 @@ pub fn solve_dde_history<D: DdeRhs + ?Sized>(
         fsal: opts.method.is_fsal(),
         extra_evals: 0,
         t0_tol: 4.0 * f64::EPSILON * scale,
+        f_end: None,
+        work: Vec::new(),
     };
     let mut stats = Stats::default();
     let mut out_t = Vec::with_capacity(save.len());
@@ -417,7 +500,11 @@ pub fn solve_dde_history<D: DdeRhs + ?Sized>(
         }
         st.piece_start = a;
         st.extra_evals = 0;
-        let r = integrate::solve_with(&mut st, &u, &o);
+        let r = if o.method.is_implicit() {
+            stiff::solve_stiff(&mut st, &u, &o)
+        } else {
+            integrate::solve_with(&mut st, &u, &o)
+        };
         let mut sol = match r {
             Ok(s) => s,
             Err(mut e) => {

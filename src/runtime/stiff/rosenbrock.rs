@@ -444,8 +444,11 @@ fn accept<R: OdeJacobian + ?Sized, M: RosScheme>(
     out: &mut Out,
 ) -> Result<(), SolveError> {
     out.stats.accepted += 1;
+    // The hook gets the dense-output coefficients (rodas5: K1, K2, K3; rosenbrock23: none,
+    // a delay equation's history then recomputes f at the ends for a cubic Hermite).
+    M::dense_prepare(w);
+    rhs.step_accepted(t, h, t_new, &w.u, &w.un, &w.dense);
     if out.has_point_before(t_new) {
-        M::dense_prepare(w);
         let ww: &RosWork = w;
         out.fill(t_new, &ww.un, |ts, o| M::interp((ts - t) / h, h, ww, o));
     }

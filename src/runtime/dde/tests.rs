@@ -1,6 +1,10 @@
 use super::*;
 use crate::runtime::{Method, SaveAt, SolveOptions};
 
+/// A closure DDE with boxed history and right-hand side.
+type TestDde =
+    FnDde<Box<dyn FnMut(f64, &mut [f64])>, Box<dyn FnMut(f64, &[f64], &[f64], &mut [f64])>>;
+
 /// The exact solution of x'(t) = −x(t − 1), x(t) = h0 for t < 0, x(0) = 1, as polynomials
 /// p_k(s) on [k, k+1] in s = t − k: p_{k+1}(s) = p_k(1) − ∫_0^s p_k.
 fn exact_unit_delay(h0: f64, pieces: usize) -> Vec<Vec<f64>> {
@@ -23,14 +27,12 @@ fn eval_exact(ps: &[Vec<f64>], t: f64) -> f64 {
     ps[k].iter().rev().fold(0.0, |acc, c| acc * s + c)
 }
 
-fn unit_delay(
-    h0: f64,
-) -> FnDde<impl FnMut(f64, &mut [f64]), impl FnMut(f64, &[f64], &[f64], &mut [f64])> {
+fn unit_delay(h0: f64) -> TestDde {
     FnDde {
         dim: 1,
         tau: vec![1.0],
-        history: move |_t: f64, u: &mut [f64]| u[0] = h0,
-        f: |_t: f64, _u: &[f64], lags: &[f64], du: &mut [f64]| du[0] = -lags[0],
+        history: Box::new(move |_t: f64, u: &mut [f64]| u[0] = h0),
+        f: Box::new(|_t: f64, _u: &[f64], lags: &[f64], du: &mut [f64]| du[0] = -lags[0]),
     }
 }
 
@@ -126,19 +128,18 @@ fn the_stiff_methods_solve_the_unit_delay_and_converge() {
 
 /// A stiff delay equation: u' = −1000 (u − cos t) + v(t − 1/2), v' = −v(t − 1/2) + u (t − 1/2 lag
 /// on both), whose fast mode makes explicit methods crawl.
-fn stiff_delay() -> FnDde<impl FnMut(f64, &mut [f64]), impl FnMut(f64, &[f64], &[f64], &mut [f64])>
-{
+fn stiff_delay() -> TestDde {
     FnDde {
         dim: 2,
         tau: vec![0.5],
-        history: |t: f64, u: &mut [f64]| {
+        history: Box::new(|t: f64, u: &mut [f64]| {
             u[0] = t.cos();
             u[1] = 1.0;
-        },
-        f: |t: f64, u: &[f64], lags: &[f64], du: &mut [f64]| {
+        }),
+        f: Box::new(|t: f64, u: &[f64], lags: &[f64], du: &mut [f64]| {
             du[0] = -1000.0 * (u[0] - t.cos()) + lags[1];
             du[1] = -lags[1] + 0.1 * u[0];
-        },
+        }),
     }
 }
 
@@ -204,18 +205,16 @@ fn discontinuity_tracking_matters() {
     assert!(without > 1000.0 * with, "with {with}, without {without}");
 }
 
-fn mackey_glass(
-    tau: f64,
-) -> FnDde<impl FnMut(f64, &mut [f64]), impl FnMut(f64, &[f64], &[f64], &mut [f64])> {
+fn mackey_glass(tau: f64) -> TestDde {
     let (beta, gamma, n) = (0.2, 0.1, 10);
     FnDde {
         dim: 1,
         tau: vec![tau],
-        history: |_t: f64, u: &mut [f64]| u[0] = 0.5,
-        f: move |_t: f64, u: &[f64], lags: &[f64], du: &mut [f64]| {
+        history: Box::new(|_t: f64, u: &mut [f64]| u[0] = 0.5),
+        f: Box::new(move |_t: f64, u: &[f64], lags: &[f64], du: &mut [f64]| {
             let x = lags[0];
             du[0] = beta * x / (1.0 + x.powi(n)) - gamma * u[0];
-        },
+        }),
     }
 }
 

@@ -29,6 +29,9 @@ use crate::runtime::{self, OdeJacobian, OdeRhs, Solution, SolveError, SolveOptio
 use crate::sema::Model;
 use crate::stochastic::NoiseInfo;
 use std::sync::{Arc, OnceLock};
+
+mod dde;
+pub use dde::{DdeKernels, ProgramDde};
 use std::time::{Duration, Instant};
 
 /// Which back end runs the kernels.
@@ -78,6 +81,9 @@ pub struct Program {
     pub outputs: Arc<dyn Kernel>,
     /// The SDE kernels, for a model with `brownian` noise (`vector_field` is then its drift).
     pub sde: Option<SdeKernels>,
+    /// The delay kernels, for a model with delayed states (`vector_field` then takes the
+    /// lagged states after `p`).
+    pub dde: Option<DdeKernels>,
     /// Time spent lowering and generating code (not parsing).
     pub compile_time: Duration,
     backend: Backend,
@@ -134,15 +140,20 @@ impl Program {
                 span: i.span,
             }));
         }
-        if model.has_delays() {
+        if model.has_delays() && !model.noises.is_empty() {
             let span = model.states.first().map(|s| s.span).unwrap_or_default();
             return Err(CompileError::Unsupported(LowerError::Unsupported {
-                what: "delay differential equations: the DDE solver (method of steps) arrives with the DDE work".into(),
+                what:
+                    "stochastic delay equations (`brownian` noise and delayed states in one model)"
+                        .into(),
                 span,
             }));
         }
         let ir = driver::lower(&model).map_err(CompileError::Unsupported)?;
         let mut fns = vec![&ir.vector_field, &ir.initial, &ir.outputs];
+        if model.has_delays() {
+            fns.extend([&ir.delays, &ir.history]);
+        }
         if let Some(s) = &ir.sde {
             fns.extend([
                 &s.step_ito,
@@ -158,6 +169,13 @@ impl Program {
                 .ok_or_else(|| CompileError::Backend("kernel count".into()))
         };
         let (vector_field, initial, outputs) = (next()?, next()?, next()?);
+        let dde = match model.has_delays() {
+            true => Some(DdeKernels {
+                delays: next()?,
+                history: next()?,
+            }),
+            false => None,
+        };
         let sde = match &ir.sde {
             Some(s) => Some(SdeKernels {
                 ito: next()?,
@@ -178,6 +196,7 @@ impl Program {
             initial,
             outputs,
             sde,
+            dde,
             compile_time: start.elapsed(),
             backend,
             jacobian: OnceLock::new(),
@@ -247,7 +266,14 @@ impl Program {
     }
 
     /// The vector field with parameters `p`, as the solver sees it.
+    ///
+    /// Panics for a delay model, whose vector field also takes lagged states: use
+    /// [`Program::dde_rhs`].
     pub fn rhs<'a>(&'a self, p: &'a [f64]) -> ProgramRhs<'a> {
+        assert!(
+            self.dde.is_none(),
+            "a delay model's vector field needs lagged states: use Program::dde_rhs"
+        );
         assert_eq!(
             p.len(),
             self.layout.len,
@@ -286,6 +312,11 @@ impl Program {
                 ),
                 stats: Default::default(),
             });
+        }
+        if self.dde.is_some() {
+            return self
+                .solve_dde(p, u0, opts, &runtime::dde::DdeOptions::default())
+                .map(|(sol, _)| sol);
         }
         if opts.method.is_implicit()
             && let Err(e) = self.jacobian()
@@ -362,7 +393,13 @@ impl Program {
     }
 
     /// The outputs at every saved row of a solution (row-major, `sol.len() × output_len`).
+    /// Panics for a delay model (its outputs may read lagged states): use
+    /// [`Program::dde_outputs_of`].
     pub fn outputs_of(&self, sol: &Solution, p: &[f64]) -> Vec<f64> {
+        assert!(
+            self.dde.is_none(),
+            "a delay model's outputs need its history: use Program::dde_outputs_of"
+        );
         let n = self.output_len();
         let mut out = vec![0.0; sol.len() * n];
         if n == 0 {

@@ -313,6 +313,11 @@ fn output_eval<'a>(
     if data.columns.iter().all(|(i, _)| *i < prog.dim()) {
         return Ok(None);
     }
+    if prog.is_dde() {
+        return Err(GradientError::Unsupported(
+            "the data observes outputs of a delay model, which training cannot differentiate yet; observe states".into(),
+        ));
+    }
     Ok(Some(OutputEval {
         value: prog.outputs.as_ref(),
         vjp: Some(kernels.output_vjp()?),
@@ -366,6 +371,11 @@ pub fn window_loss_and_gradient(
     len: usize,
 ) -> Result<Gradient, GradientError> {
     let dim = kernels.program().dim();
+    if kernels.program().is_dde() {
+        return Err(GradientError::Unsupported(
+            "time windows start without the solution's history, so they do not apply to delay models; batch whole trajectories".into(),
+        ));
+    }
     let window = |s: usize| Data {
         times: data.times[s..s + len].to_vec(),
         values: data.values[s..s + len].to_vec(),
@@ -417,16 +427,17 @@ pub fn loss(
         let opts = solve_options(base, data);
         let sol = prog.solve(&pk, &Start::Override(&states).state(prog, &pk), &opts)?;
         let mut scratch = vec![0.0; sol.u.len()];
-        let outputs = OutputEval {
+        // A delay model's outputs may read lagged states: its data observes states only.
+        let outputs = (!prog.is_dde()).then_some(OutputEval {
             value: prog.outputs.as_ref(),
             vjp: None,
             p: &pk,
-        };
+        });
         let mut gp = vec![0.0; p.len()];
         let mse = Mse {
             data,
             denom,
-            outputs: Some(outputs),
+            outputs,
         };
         total += mse.eval(&sol.t, &sol.u, prog.dim(), &mut scratch, &mut gp);
     }
@@ -443,8 +454,16 @@ pub fn predictions(
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), SolveError> {
     let (pk, states) = data.setup(p);
     let opts = solve_options(base, data);
-    let sol = prog.solve(&pk, &Start::Override(&states).state(prog, &pk), &opts)?;
-    let outs = prog.outputs_of(&sol, &pk);
+    let u0 = Start::Override(&states).state(prog, &pk);
+    let (sol, outs) = if prog.is_dde() {
+        let (sol, mut hist) = prog.solve_dde(&pk, &u0, &opts, &Default::default())?;
+        let outs = prog.dde_outputs_of(&sol, &mut hist, &pk);
+        (sol, outs)
+    } else {
+        let sol = prog.solve(&pk, &u0, &opts)?;
+        let outs = prog.outputs_of(&sol, &pk);
+        (sol, outs)
+    };
     let no = prog.output_len();
     let rows = (0..sol.len())
         .map(|r| {

@@ -3,6 +3,7 @@
 use super::{CliResult, Failure, diagnostics_failure, exit, read_model, write_output};
 use crate::ensemble::{self, Vary, VaryTable};
 use crate::program::{Backend, CompileError, Program};
+use crate::runtime::dde::DdeOptions;
 use crate::runtime::sde::{SdeMethod, SdeOptions};
 use crate::runtime::{Method, SaveAt, Solution, SolveError, SolveOptions, Stats};
 use crate::sema::solve::METHODS;
@@ -146,6 +147,11 @@ pub fn run(a: RunArgs) -> CliResult {
         ));
     }
     let plan = plan(&a, &prog)?;
+    if let Solver::Ode(opts) = &plan.solver
+        && prog.is_dde()
+    {
+        check_dde(&prog, &plan.base_p, opts)?;
+    }
     // Stiff methods need the Jacobian kernel: generate and compile it now, so that
     // compile_ms counts it and solve_ms does not.
     let mut compile_ms = compile_ms;
@@ -170,9 +176,9 @@ pub fn run(a: RunArgs) -> CliResult {
     let mut sols = Vec::with_capacity(results.len());
     for (k, r) in plan.trajs.iter().zip(results) {
         match r {
-            Ok((sol, p)) => {
+            Ok((sol, outs)) => {
                 stats.add(&sol.stats);
-                sols.push((*k, sol, p));
+                sols.push((*k, sol, outs));
             }
             Err(e) => return Err(solver_failure(&e, plan.ensemble.then_some(*k))),
         }
@@ -189,6 +195,35 @@ pub fn run(a: RunArgs) -> CliResult {
                 plan.ensemble.then_some(sols.len())
             )
         );
+    }
+    Ok(())
+}
+
+/// What a delay model needs of the run before it starts: a method with a history
+/// interpolant of its order (exit 4 otherwise), positive delays and a fixed step no longer
+/// than the smallest (exit 2).
+pub(super) fn check_dde(prog: &Program, p: &[f64], opts: &SolveOptions) -> Result<(), Failure> {
+    if opts.method == Method::Vern7 {
+        return Err(Failure::unavailable(
+            "error: vern7 cannot solve delay equations: its lagged values would come from a cubic Hermite history, far below its order; use tsit5, dopri5 or a stiff method",
+        ));
+    }
+    let tau = prog.delays(p);
+    for (j, tj) in tau.iter().enumerate() {
+        if !(tj.is_finite() && *tj > 0.0) {
+            return Err(Failure::usage(format!(
+                "error: with these params the model's delay {} (in order of appearance) is {tj}: delays must be positive",
+                j + 1
+            )));
+        }
+    }
+    let tau_min = tau.iter().copied().fold(f64::INFINITY, f64::min);
+    if let Some(dt) = opts.dt.filter(|_| opts.is_fixed_step())
+        && dt.abs() > tau_min
+    {
+        return Err(Failure::usage(format!(
+            "error: --dt {dt} exceeds the smallest delay {tau_min}: a delay equation needs dt ≤ min τ"
+        )));
     }
     Ok(())
 }
@@ -512,7 +547,13 @@ pub(super) fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable
     Ok(VaryTable { targets, rows })
 }
 
+/// A trajectory's solution and its outputs at the saved rows (row-major).
 type TrajResult = Result<(Solution, Vec<f64>), SolveError>;
+
+fn with_outputs(prog: &Program, sol: Solution, p: &[f64]) -> (Solution, Vec<f64>) {
+    let outs = prog.outputs_of(&sol, p);
+    (sol, outs)
+}
 
 fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
     let solve = |k: &usize| -> TrajResult {
@@ -525,11 +566,20 @@ fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
             plan.table.as_ref(),
         );
         match &plan.solver {
-            Solver::Ode(opts) => prog.solve(&p, &u0, opts).map(|s| (s, p)),
+            Solver::Ode(opts) if prog.is_dde() => {
+                let dopts = DdeOptions::default();
+                prog.solve_dde(&p, &u0, opts, &dopts)
+                    .map(|(sol, mut hist)| {
+                        let outs = prog.dde_outputs_of(&sol, &mut hist, &p);
+                        (sol, outs)
+                    })
+            }
+            Solver::Ode(opts) => prog.solve(&p, &u0, opts).map(|s| with_outputs(prog, s, &p)),
             Solver::Sde(opts) => {
                 let mut opts = opts.clone();
                 opts.traj = *k as u64;
-                prog.solve_sde(&p, &u0, &opts).map(|s| (s.sol, p))
+                prog.solve_sde(&p, &u0, &opts)
+                    .map(|s| with_outputs(prog, s.sol, &p))
             }
         }
     };
@@ -566,7 +616,7 @@ fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
             prog.solve_sde_many(&ps, &u0s, &os)
                 .into_iter()
                 .zip(setups)
-                .map(|(r, (p, _))| r.map(|s| (s.sol, p)))
+                .map(|(r, (p, _))| r.map(|s| with_outputs(prog, s.sol, &p)))
                 .collect()
         };
         return plan
@@ -585,7 +635,8 @@ fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
     }
 }
 
-/// The trajectory CSV: `[traj,]t,<states>,<outputs>`, numbers in shortest round-trip form.
+/// The trajectory CSV: `[traj,]t,<states>,<outputs>`, numbers in shortest round-trip form;
+/// each solution comes with its outputs.
 fn to_csv(prog: &Program, sols: &[(usize, Solution, Vec<f64>)], ensemble: bool) -> String {
     let mut out = String::new();
     let mut header: Vec<String> = Vec::new();
@@ -598,8 +649,7 @@ fn to_csv(prog: &Program, sols: &[(usize, Solution, Vec<f64>)], ensemble: bool) 
     out.push('\n');
     let mut buf = ryu::Buffer::new();
     let no = prog.output_len();
-    for (k, sol, p) in sols {
-        let outs = prog.outputs_of(sol, p);
+    for (k, sol, outs) in sols {
         for i in 0..sol.len() {
             if ensemble {
                 let _ = write!(out, "{k},");

@@ -222,7 +222,10 @@ pub fn run(a: TrainArgs) -> CliResult {
     }
     opts.validate(prog.dim())
         .map_err(|e| Failure::usage(format!("error: {e}")))?;
-    let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto(prog.dim(), p.len(), method));
+    if prog.is_dde() {
+        check_dde_training(&a, &prog, &p, &data, &opts, requested)?;
+    }
+    let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto_for(&prog, method));
     let kernels = Kernels::new(&prog);
     kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -236,6 +239,40 @@ pub fn run(a: TrainArgs) -> CliResult {
     };
     let fit_options = fit_options(&a, sensitivity, adjoint);
     drive(&a, &prog.layout, started, compile_ms, p, fit_options, &obj)
+}
+
+/// What training a delay model needs beyond a run (exit 4 where it is not available here):
+/// forward sensitivities, observed states (not outputs, which may read lagged states), and
+/// whole trajectories (a window would start without its history).
+fn check_dde_training(
+    a: &TrainArgs,
+    prog: &Program,
+    p: &[f64],
+    data: &[train::Data],
+    opts: &SolveOptions,
+    requested: Option<Sensitivity>,
+) -> CliResult {
+    super::run::check_dde(prog, p, opts)?;
+    if let Some(m) = requested.filter(|m| *m != Sensitivity::Forward) {
+        return Err(Failure::unavailable(format!(
+            "error: --sensitivity {}: a delay model's gradient is by forward sensitivities through the method of steps; use --sensitivity forward (or auto)",
+            m.name()
+        )));
+    }
+    if data
+        .iter()
+        .any(|d| d.columns.iter().any(|(i, _)| *i >= prog.dim()))
+    {
+        return Err(Failure::unavailable(
+            "error: the data observes outputs of a delay model, which training cannot differentiate yet; observe states",
+        ));
+    }
+    if a.batch_time.is_some() {
+        return Err(Failure::unavailable(
+            "error: --batch-time windows start without the solution's history, so they do not apply to delay models; use --batch-size over trajectories",
+        ));
+    }
+    Ok(())
 }
 
 /// The optimiser settings from the flags.

@@ -199,6 +199,11 @@ pub fn jacobian_sparse(f: &Function, wrt: &str) -> Option<SparseJacobian> {
 /// n) returning `[f, J_u S_0 + ∂f/∂p_0, …]`. One forward sweep per param, so it suits
 /// models with few params; the ∂f/∂p_k seeds are constant unit vectors, so only the
 /// terms that really depend on p_k are emitted.
+///
+/// A delay model's lagged states `lagJ` (length n) become augmented `LAGJ` of the same
+/// layout as `U` (the lagged state and its sensitivities), adding
+/// `∂f/∂lagJ · S_k(t − τ_J)` to each sensitivity: the system is itself a delay equation
+/// with the same delays (delays that depend on p are not differentiated here).
 pub fn forward_sensitivity_system(f: &Function) -> Function {
     let u_arg = f.arg_index("u").expect("a vector field has u");
     let p_arg = f.arg_index("p").expect("a vector field has p");
@@ -206,11 +211,21 @@ pub fn forward_sensitivity_system(f: &Function) -> Function {
     let np = f.args[p_arg].len;
     let mut b = Builder::new(format!("{}_forward_sensitivity", f.name));
     let mut arg_nodes = Vec::with_capacity(f.args.len());
-    let mut big_u = None;
+    // The augmented arguments: (index in f.args, the whole augmented buffer).
+    let mut augmented: Vec<(usize, NodeId)> = Vec::new();
     for (k, a) in f.args.iter().enumerate() {
-        if k == u_arg {
-            let whole = b.arg("U", n * (1 + np));
-            big_u = Some(whole);
+        let is_lag = a.len == n
+            && a.name
+                .strip_prefix("lag")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit()));
+        if k == u_arg || is_lag {
+            let name = if k == u_arg {
+                "U".to_string()
+            } else {
+                a.name.to_uppercase()
+            };
+            let whole = b.arg(&name, n * (1 + np));
+            augmented.push((k, whole));
             arg_nodes.push(b.push(Node::Gather {
                 v: whole,
                 start: 0,
@@ -221,7 +236,6 @@ pub fn forward_sensitivity_system(f: &Function) -> Function {
             arg_nodes.push(b.arg(&a.name, a.len));
         }
     }
-    let big_u = big_u.expect("u was seen");
     let mut primal: Vec<NodeId> = Vec::with_capacity(f.nodes.len());
     for node in &f.nodes {
         let id = match node {
@@ -233,22 +247,18 @@ pub fn forward_sensitivity_system(f: &Function) -> Function {
     let out_id = f.outputs[0].1;
     let mut pieces = vec![primal[out_id.index()]];
     for k in 0..np {
-        let s_k = b.push(Node::Gather {
-            v: big_u,
-            start: (n * (1 + k)) as u32,
-            stride: 1,
-            len: n as u32,
-        });
-        let e_k = unit(&mut b, np, k);
-        let tangents = forward::sweep(f, &mut b, &primal, &|a, _| {
-            if a == u_arg {
-                Some(s_k)
-            } else if a == p_arg {
-                Some(e_k)
-            } else {
-                None
-            }
-        });
+        // Tangent of each augmented argument: its k-th sensitivity block.
+        let mut seeds: Vec<Option<NodeId>> = vec![None; f.args.len()];
+        for &(a, whole) in &augmented {
+            seeds[a] = Some(b.push(Node::Gather {
+                v: whole,
+                start: (n * (1 + k)) as u32,
+                stride: 1,
+                len: n as u32,
+            }));
+        }
+        seeds[p_arg] = Some(unit(&mut b, np, k));
+        let tangents = forward::sweep(f, &mut b, &primal, &|a, _| seeds[a]);
         pieces.push(rules::or_zero(&mut b, tangents[out_id.index()], n));
     }
     let out = b.push(Node::Concat(pieces));

@@ -15,6 +15,7 @@
 use super::{Gradient, GradientError, RowLoss, Start};
 use crate::backend::Kernel;
 use crate::program::Program;
+use crate::runtime::dde::{self, DdeOptions, DdeRhs};
 use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions};
 use std::sync::{Arc, OnceLock};
 
@@ -23,6 +24,8 @@ pub struct ForwardKernels {
     pub system: Arc<dyn Kernel>,
     /// Column-major n × np.
     pub initial_jacobian: Arc<dyn Kernel>,
+    /// A delay model's ∂φ/∂p `(t, p) → n × np` (column-major: the S layout) and ∂τ/∂p.
+    pub history_jacobian: Option<(Arc<dyn Kernel>, Arc<dyn Kernel>)>,
     sys_ir: crate::ir::Function,
     /// The augmented system's dense Jacobian (column-major), compiled for stiff methods.
     jacobian: OnceLock<Result<Arc<dyn Kernel>, String>>,
@@ -32,12 +35,24 @@ impl ForwardKernels {
     pub fn compile(prog: &Program) -> Result<ForwardKernels, String> {
         let sys = crate::diff::forward_sensitivity_system(&prog.ir.vector_field);
         let init = crate::diff::jacobian_dense(&prog.ir.initial, "p", false);
-        let ks =
-            crate::backend::cranelift::compile_all(&[&sys, &init]).map_err(|e| e.to_string())?;
+        let hist = crate::diff::jacobian_dense(&prog.ir.history, "p", false);
+        let tau = crate::diff::jacobian_dense(&prog.ir.delays, "p", false);
+        let mut fns = vec![&sys, &init];
+        if prog.is_dde() {
+            fns.extend([&hist, &tau]);
+        }
+        let ks = crate::backend::cranelift::compile_all(&fns).map_err(|e| e.to_string())?;
         let mut ks = ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>);
         Ok(ForwardKernels {
             system: ks.next().ok_or("missing kernel")?,
             initial_jacobian: ks.next().ok_or("missing kernel")?,
+            history_jacobian: match prog.is_dde() {
+                true => Some((
+                    ks.next().ok_or("missing kernel")?,
+                    ks.next().ok_or("missing kernel")?,
+                )),
+                false => None,
+            },
             sys_ir: sys,
             jacobian: OnceLock::new(),
         })
@@ -100,15 +115,8 @@ impl OdeRhs for KernelRhs<'_> {
     }
 }
 
-/// The loss and its gradient by forward sensitivities (explicit methods).
-pub fn gradient(
-    prog: &Program,
-    kernels: &ForwardKernels,
-    p: &[f64],
-    start: Start,
-    opts: &SolveOptions,
-    loss: &dyn RowLoss,
-) -> Result<Gradient, GradientError> {
+/// The augmented start `[u0, ∂u0/∂p]` (overridden entries and a given state: zero rows).
+fn augmented_start(prog: &Program, kernels: &ForwardKernels, p: &[f64], start: Start) -> Vec<f64> {
     let n = prog.dim();
     let np = p.len();
     let dim = n * (1 + np);
@@ -127,28 +135,12 @@ pub fn gradient(
             }
         }
     }
-    let stiff = opts.method.is_implicit();
-    let mut o = opts.clone();
-    o.error_components = (!stiff).then_some(n);
-    if o.atol.len() > 1 {
-        let per = o.atol.clone();
-        o.atol = (0..dim).map(|i| per[i % n]).collect();
-    }
-    let jacobian = match stiff {
-        true => Some(kernels.jacobian()?.as_ref()),
-        false => None,
-    };
-    let mut rhs = KernelRhs {
-        kernel: kernels.system.as_ref(),
-        jacobian,
-        p,
-        t: [0.0],
-        scratch: Vec::new(),
-        work: Vec::new(),
-        dim,
-    };
-    let sol = runtime::solve_any(&mut rhs, &big, &o)?;
-    // Split the saved rows into the state part (for the loss) and the sensitivities.
+    big
+}
+
+/// The loss at the state part of the augmented solution's rows and its gradient: the
+/// loss's seeds against the saved sensitivities, plus its direct ∂L/∂p.
+fn loss_and_gradient(sol: &runtime::Solution, n: usize, np: usize, loss: &dyn RowLoss) -> Gradient {
     let rows = sol.len();
     let mut u = Vec::with_capacity(rows * n);
     for r in 0..rows {
@@ -165,9 +157,178 @@ pub fn gradient(
             *g += seed.iter().zip(s).map(|(a, b)| a * b).sum::<f64>();
         }
     }
-    Ok(Gradient {
+    Gradient {
         loss: value,
         grad,
         stats: sol.stats,
-    })
+    }
+}
+
+/// The options of the augmented solve: explicit methods control the error of the state
+/// only (the plain solve's steps); per-entry atol repeated over the sensitivities.
+fn augmented_options(opts: &SolveOptions, n: usize, dim: usize) -> SolveOptions {
+    let mut o = opts.clone();
+    o.error_components = (!opts.method.is_implicit()).then_some(n);
+    if o.atol.len() > 1 {
+        let per = o.atol.clone();
+        o.atol = (0..dim).map(|i| per[i % n]).collect();
+    }
+    o
+}
+
+/// The loss and its gradient by forward sensitivities.
+pub fn gradient(
+    prog: &Program,
+    kernels: &ForwardKernels,
+    p: &[f64],
+    start: Start,
+    opts: &SolveOptions,
+    loss: &dyn RowLoss,
+) -> Result<Gradient, GradientError> {
+    let n = prog.dim();
+    let np = p.len();
+    let dim = n * (1 + np);
+    let big = augmented_start(prog, kernels, p, start);
+    let stiff = opts.method.is_implicit();
+    let o = augmented_options(opts, n, dim);
+    let jacobian = match stiff {
+        true => Some(kernels.jacobian()?.as_ref()),
+        false => None,
+    };
+    let mut rhs = KernelRhs {
+        kernel: kernels.system.as_ref(),
+        jacobian,
+        p,
+        t: [0.0],
+        scratch: Vec::new(),
+        work: Vec::new(),
+        dim,
+    };
+    let sol = runtime::solve_any(&mut rhs, &big, &o)?;
+    Ok(loss_and_gradient(&sol, n, np, loss))
+}
+
+/// The augmented delay equation `(u, S)`: the same delays, history `(φ, ∂φ/∂p)`.
+struct AugmentedDde<'a> {
+    kernels: &'a ForwardKernels,
+    jacobian: Option<&'a dyn Kernel>,
+    p: &'a [f64],
+    tau: Vec<f64>,
+    t: [f64; 1],
+    scratch: Vec<f64>,
+    work: Vec<f64>,
+    /// The model's history kernel `(t, p) → φ`.
+    history: &'a dyn Kernel,
+    n: usize,
+    dim: usize,
+}
+
+impl AugmentedDde<'_> {
+    fn args<'b>(&'b self, u: &'b [f64], lags: &'b [f64]) -> Vec<&'b [f64]> {
+        let mut args: Vec<&[f64]> = vec![&self.t[..], u, self.p];
+        args.extend(lags.chunks_exact(self.dim).take(self.tau.len()));
+        args
+    }
+}
+
+impl DdeRhs for AugmentedDde<'_> {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn delays(&self) -> &[f64] {
+        &self.tau
+    }
+    fn history(&mut self, t: f64, u: &mut [f64]) {
+        let (phi, s) = u.split_at_mut(self.n);
+        let tt = [t];
+        self.history
+            .call(&[&tt, self.p], &mut [phi], &mut self.scratch);
+        let (hj, _) = self
+            .kernels
+            .history_jacobian
+            .as_ref()
+            .expect("a delay model");
+        hj.call(&[&tt, self.p], &mut [s], &mut self.scratch);
+    }
+    fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]) {
+        self.t[0] = t;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let args = self.args(u, lags);
+        self.kernels.system.call(&args, &mut [du], &mut scratch);
+        self.scratch = scratch;
+    }
+    fn jac(&mut self, t: f64, u: &[f64], lags: &[f64], jac: &mut [f64]) -> bool {
+        let Some(kernel) = self.jacobian else {
+            return false;
+        };
+        let n = self.dim;
+        self.t[0] = t;
+        let mut work = std::mem::take(&mut self.work);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        work.resize(n * n, 0.0);
+        kernel.call(&self.args(u, lags), &mut [&mut work], &mut scratch);
+        for i in 0..n {
+            for j in 0..n {
+                jac[i * n + j] = work[j * n + i];
+            }
+        }
+        self.work = work;
+        self.scratch = scratch;
+        true
+    }
+}
+
+/// The loss and its gradient for a delay model by forward sensitivities: the augmented
+/// system is a delay equation with the model's delays, solved by the method of steps with
+/// the same pieces; with explicit methods it takes the plain solve's steps and its history
+/// interpolant is linear in the stages, so the result is the derivative of the computed
+/// solution. Delays must not depend on the params being differentiated (refused).
+pub fn dde_gradient(
+    prog: &Program,
+    kernels: &ForwardKernels,
+    p: &[f64],
+    start: Start,
+    opts: &SolveOptions,
+    loss: &dyn RowLoss,
+) -> Result<Gradient, GradientError> {
+    let n = prog.dim();
+    let np = p.len();
+    let dim = n * (1 + np);
+    let tau = prog.delays(p);
+    let (_, tau_jac) = kernels
+        .history_jacobian
+        .as_ref()
+        .ok_or_else(|| GradientError::Unsupported("the model has no delays".into()))?;
+    let mut dtau = vec![0.0; tau.len() * np];
+    tau_jac.call(&[p], &mut [&mut dtau], &mut Vec::new());
+    if let Some(k) = (0..np).find(|&k| {
+        dtau[k * tau.len()..(k + 1) * tau.len()]
+            .iter()
+            .any(|d| *d != 0.0)
+    }) {
+        return Err(GradientError::Unsupported(format!(
+            "a delay depends on parameter entry {k}: gradients with respect to a delay are not available; make the delay a const"
+        )));
+    }
+    let big = augmented_start(prog, kernels, p, start);
+    let o = augmented_options(opts, n, dim);
+    let jacobian = match opts.method.is_implicit() {
+        true => Some(kernels.jacobian()?.as_ref()),
+        false => None,
+    };
+    let history = prog.dde.as_ref().expect("a delay model").history.as_ref();
+    let mut rhs = AugmentedDde {
+        kernels,
+        jacobian,
+        p,
+        tau,
+        t: [0.0],
+        scratch: Vec::new(),
+        work: Vec::new(),
+        history,
+        n,
+        dim,
+    };
+    let (sol, _) = dde::solve_dde_history(&mut rhs, &big, &o, &DdeOptions::default())?;
+    Ok(loss_and_gradient(&sol, n, np, loss))
 }

@@ -13,6 +13,8 @@
 //!
 //! - [`sde`]: the discrete adjoint of Euler–Maruyama on a fixed Brownian path.
 //!
+//! Delay models are differentiated by forward sensitivities only ([`forward::dde_gradient`]).
+//!
 //! Losses are [`RowLoss`]es on the saved rows. Owns the differentiation of solves; must never
 //! parse models or choose optimisers (that is `train`).
 
@@ -64,12 +66,25 @@ impl Sensitivity {
     /// forward-plus-backward pass) and for stiff methods (the adjoints here step with
     /// explicit methods) and vern7 (its lazy interpolant is not traced, which the adjoints
     /// need); otherwise the discrete adjoint.
+    ///
+    /// Delay models always get forward sensitivities (see [`Sensitivity::auto_for`]).
     pub fn auto(n: usize, np: usize, method: Method) -> Sensitivity {
         if (np <= 8 && n * (1 + np) <= 64) || method.is_implicit() || method == Method::Vern7 {
             Sensitivity::Forward
         } else {
             Sensitivity::Discrete
         }
+    }
+}
+
+impl Sensitivity {
+    /// [`Sensitivity::auto`] for a compiled model: forward for delay models (the only
+    /// method that differentiates their solves).
+    pub fn auto_for(prog: &Program, method: Method) -> Sensitivity {
+        if prog.is_dde() {
+            return Sensitivity::Forward;
+        }
+        Sensitivity::auto(prog.dim(), prog.layout.len, method)
     }
 }
 
@@ -251,10 +266,21 @@ pub fn gradient(
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
     let prog = kernels.prog;
-    if prog.model.has_delays() || !prog.model.inputs.is_empty() {
+    if !prog.model.inputs.is_empty() {
         return Err(GradientError::Unsupported(
-            "gradients of delay and controlled models are not available yet".into(),
+            "gradients of controlled models are not available yet".into(),
         ));
+    }
+    if prog.is_dde() {
+        return match method {
+            Sensitivity::Forward => {
+                forward::dde_gradient(prog, kernels.forward()?, p, start, opts, loss)
+            }
+            m => Err(GradientError::Unsupported(format!(
+                "a delay model's gradient is by forward sensitivities through the method of steps (`forward`, also what `auto` picks), not `{}`",
+                m.name()
+            ))),
+        };
     }
     match method {
         Sensitivity::Forward => forward::gradient(prog, kernels.forward()?, p, start, opts, loss),

@@ -1,0 +1,189 @@
+//! Delay models on the compiled kernels: the vector field's lagged-state arguments
+//! (`lag0`, `lag1`, … — one per distinct lag, each a whole state vector) filled from the
+//! DDE history that [`crate::runtime::dde`] keeps.
+//!
+//! Owns binding a [`Program`]'s delay kernels (`delays(p)`, `history(t, p)`) and its vector
+//! field to the runtime's [`DdeRhs`], and evaluating outputs that read lagged states. It
+//! must never step or interpolate itself: stepping and the history belong to the runtime.
+
+use super::{JacobianKernel, Program};
+use crate::backend::Kernel;
+use crate::runtime::dde::{self, DdeHistory, DdeOptions, DdeRhs};
+use crate::runtime::{self, Solution, SolveError};
+use std::sync::Arc;
+
+/// The compiled kernels a delay model adds.
+pub struct DdeKernels {
+    /// `tau = delays(p)`: one entry per distinct lag.
+    pub delays: Arc<dyn Kernel>,
+    /// `u = history(t, p)`: the state for t < t0.
+    pub history: Arc<dyn Kernel>,
+}
+
+/// A delay model's vector field bound to a parameter vector: what the DDE solver sees.
+pub struct ProgramDde<'a> {
+    prog: &'a Program,
+    k: &'a DdeKernels,
+    p: &'a [f64],
+    tau: Vec<f64>,
+    t: [f64; 1],
+    scratch: Vec<f64>,
+    work: Vec<f64>,
+}
+
+impl ProgramDde<'_> {
+    /// The kernel arguments `(t, u, p, lag0, lag1, …)`.
+    fn args<'b>(&'b self, u: &'b [f64], lags: &'b [f64]) -> Vec<&'b [f64]> {
+        let n = self.prog.dim();
+        let mut args: Vec<&[f64]> = Vec::with_capacity(3 + self.tau.len());
+        args.extend([&self.t[..], u, self.p]);
+        args.extend(lags.chunks_exact(n).take(self.tau.len()));
+        args
+    }
+}
+
+impl DdeRhs for ProgramDde<'_> {
+    fn dim(&self) -> usize {
+        self.prog.dim()
+    }
+
+    fn delays(&self) -> &[f64] {
+        &self.tau
+    }
+
+    fn history(&mut self, t: f64, u: &mut [f64]) {
+        self.k
+            .history
+            .call(&[&[t], self.p], &mut [u], &mut self.scratch);
+    }
+
+    fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]) {
+        self.t[0] = t;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let args = self.args(u, lags);
+        self.prog.vector_field.call(&args, &mut [du], &mut scratch);
+        self.scratch = scratch;
+    }
+
+    fn jac(&mut self, t: f64, u: &[f64], lags: &[f64], jac: &mut [f64]) -> bool {
+        // The Jacobian kernel keeps the vector field's arguments (the lags are held fixed);
+        // a sparse one is left to forward differences.
+        let Some(Ok(JacobianKernel::Dense(kernel))) = self.prog.jacobian.get() else {
+            return false;
+        };
+        let n = self.prog.dim();
+        self.t[0] = t;
+        let mut work = std::mem::take(&mut self.work);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        work.resize(n * n, 0.0);
+        kernel.call(&self.args(u, lags), &mut [&mut work], &mut scratch);
+        // Column-major from the kernel, row-major for the solver.
+        for i in 0..n {
+            for j in 0..n {
+                jac[i * n + j] = work[j * n + i];
+            }
+        }
+        self.work = work;
+        self.scratch = scratch;
+        true
+    }
+}
+
+impl Program {
+    /// Whether the model reads lagged states (`x(t - tau)`).
+    pub fn is_dde(&self) -> bool {
+        self.dde.is_some()
+    }
+
+    /// The delays τ_j for parameters `p`, one per distinct lag (empty for a model without).
+    pub fn delays(&self, p: &[f64]) -> Vec<f64> {
+        let Some(k) = &self.dde else {
+            return Vec::new();
+        };
+        let mut tau = vec![0.0; k.delays.out_lens()[0]];
+        k.delays.call(&[p], &mut [&mut tau], &mut Vec::new());
+        tau
+    }
+
+    /// The delay model bound to `p` (`None` without delays).
+    pub fn dde_rhs<'a>(&'a self, p: &'a [f64]) -> Option<ProgramDde<'a>> {
+        assert_eq!(
+            p.len(),
+            self.layout.len,
+            "the parameter vector has the wrong length"
+        );
+        let k = self.dde.as_ref()?;
+        Some(ProgramDde {
+            prog: self,
+            k,
+            p,
+            tau: self.delays(p),
+            t: [0.0],
+            scratch: Vec::new(),
+            work: Vec::new(),
+        })
+    }
+
+    /// Solves a delay model from `u0` (the state at t0; the model's `history` before it),
+    /// returning the solution and the dense history of its steps.
+    pub fn solve_dde(
+        &self,
+        p: &[f64],
+        u0: &[f64],
+        opts: &runtime::SolveOptions,
+        dopts: &DdeOptions,
+    ) -> Result<(Solution, DdeHistory), SolveError> {
+        let Some(mut rhs) = self.dde_rhs(p) else {
+            return Err(SolveError {
+                t: opts.t0,
+                reason: runtime::FailReason::InvalidInput(
+                    "the model has no delayed states: solve it as an ODE".into(),
+                ),
+                stats: Default::default(),
+            });
+        };
+        if opts.method.is_implicit() {
+            // Compiled once; a failure leaves forward differences to the solver.
+            let _ = self.jacobian();
+        }
+        dde::solve_dde_history(&mut rhs, u0, opts, dopts)
+    }
+
+    /// The lagged states u(t − τ_j) at time t of a finished solve (the history before t0).
+    pub fn lagged_states(&self, hist: &mut DdeHistory, p: &[f64], t: f64) -> Vec<f64> {
+        let mut rhs = self.dde_rhs(p).expect("a delay model");
+        let n = self.dim();
+        let tau = rhs.tau.clone();
+        let mut out = vec![0.0; tau.len() * n];
+        for (j, tj) in tau.iter().enumerate() {
+            let s = t - tj;
+            let o = &mut out[j * n..(j + 1) * n];
+            if s < hist.t0 {
+                rhs.history(s, o);
+            } else {
+                hist.eval(s, o);
+            }
+        }
+        out
+    }
+
+    /// The outputs at every saved row of a delay model's solution (row-major,
+    /// `sol.len() × output_len`), lagged states read from `hist`.
+    pub fn dde_outputs_of(&self, sol: &Solution, hist: &mut DdeHistory, p: &[f64]) -> Vec<f64> {
+        let n = self.output_len();
+        let mut out = vec![0.0; sol.len() * n];
+        if n == 0 {
+            return out;
+        }
+        let mut scratch = Vec::new();
+        for (i, &t) in sol.t.iter().enumerate() {
+            let lags = self.lagged_states(hist, p, t);
+            let tt = [t];
+            let mut args: Vec<&[f64]> = vec![&tt, sol.row(i), p];
+            args.extend(lags.chunks_exact(self.dim()));
+            self.outputs
+                .call(&args, &mut [&mut out[i * n..(i + 1) * n]], &mut scratch);
+        }
+        out
+    }
+}

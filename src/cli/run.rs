@@ -208,6 +208,12 @@ pub(super) fn check_dde(prog: &Program, p: &[f64], opts: &SolveOptions) -> Resul
             "error: vern7 cannot solve delay equations: its lagged values would come from a cubic Hermite history, far below its order; use tsit5, dopri5 or a stiff method",
         ));
     }
+    if opts.t1 < opts.t0 {
+        return Err(Failure::usage(format!(
+            "error: a delay model is solved forward in time only (t1 = {} < t0 = {})",
+            opts.t1, opts.t0
+        )));
+    }
     let tau = prog.delays(p);
     for (j, tj) in tau.iter().enumerate() {
         if !(tj.is_finite() && *tj > 0.0) {

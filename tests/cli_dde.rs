@@ -265,7 +265,7 @@ fn training_refuses_what_it_cannot_differentiate_in_a_delay_model() {
     let model = example("model.nde");
     let data = write("d.csv", "t,x\n1,0.6\n2,0.7\n3,0.8\n");
     for (args, says) in [
-        (&["--sensitivity", "discrete"][..], "forward sensitivities"),
+        (&["--sensitivity", "backsolve"][..], "forward sensitivities"),
         (&["--batch-time", "2"][..], "history"),
         (&["--method", "vern7"][..], "vern7"),
     ] {

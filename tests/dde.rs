@@ -339,6 +339,62 @@ fn an_mlp_in_a_delay_model_gets_exact_weight_gradients() {
 }
 
 #[test]
+fn the_discrete_adjoint_equals_forward_sensitivities() {
+    // Same steps, same interpolants: the two differentiate the same computation.
+    let two = TWO_DELAYS.replace("param a = 0.5, tau = 0.7", "param a = 0.5\nconst tau = 0.7");
+    let mlp = "
+        const tau = 0.5
+        net f = mlp(2 -> 6 -> 1, tanh, init = glorot(seed = 3))
+        state x = 0.8
+        x' = f([x, x(t - tau)])[0] - 0.1*x
+    ";
+    for (text, t1, every) in [
+        (DECAY, 6.0, 0.5),
+        (two.as_str(), 5.0, 0.25),
+        (mlp, 3.0, 0.25),
+    ] {
+        let prog = compile(text);
+        let p = prog.default_params();
+        let data = truth_data(&prog, &p, t1, every);
+        let kernels = Kernels::new(&prog);
+        for (m, rtol) in [(Method::Tsit5, 1e-8), (Method::Dopri5, 1e-6)] {
+            let mut o = SolveOptions::new(m, 0.0, 0.0);
+            o.rtol = rtol;
+            o.atol = vec![rtol * 1e-2];
+            let run = |s| {
+                train::loss_and_gradient(&kernels, s, &p, &data, &o, AdjointOptions::default())
+                    .unwrap()
+            };
+            let (fwd, adj) = (run(Sensitivity::Forward), run(Sensitivity::Discrete));
+            let r = rel(&adj.grad, &fwd.grad);
+            eprintln!(
+                "{m} rtol {rtol:e}, {} params: discrete vs forward rel {r:.2e}",
+                p.len()
+            );
+            assert_eq!(adj.loss, fwd.loss);
+            assert!(r < 1e-10, "{m}: {r}");
+        }
+        // And against central differences of the loss at a tight tolerance.
+        let mut o = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
+        o.rtol = 1e-11;
+        o.atol = vec![1e-13];
+        let adj = train::loss_and_gradient(
+            &kernels,
+            Sensitivity::Discrete,
+            &p,
+            &data,
+            &o,
+            AdjointOptions::default(),
+        )
+        .unwrap();
+        let fd = central_differences(&prog, &p, &data, &o);
+        let r = rel(&adj.grad, &fd);
+        eprintln!("discrete vs central differences: rel {r:.2e}");
+        assert!(r < 1e-6, "{r}");
+    }
+}
+
+#[test]
 fn unsupported_gradients_are_refused_with_a_reason() {
     // A delay that is a param; an adjoint method.
     let prog = compile(
@@ -362,9 +418,14 @@ fn unsupported_gradients_are_refused_with_a_reason() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("delay depends on parameter"), "{e}");
+    for s in [Sensitivity::Discrete, Sensitivity::Forward] {
+        let e = train::loss_and_gradient(&kernels, s, &p, &data, &o, AdjointOptions::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("delay depends on parameter"), "{e}");
+    }
     let e = train::loss_and_gradient(
         &kernels,
-        Sensitivity::Discrete,
+        Sensitivity::Backsolve,
         &p,
         &data,
         &o,
@@ -372,6 +433,18 @@ fn unsupported_gradients_are_refused_with_a_reason() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("forward sensitivities"), "{e}");
+    let mut bosh = o.clone();
+    bosh.method = Method::Bosh3;
+    let e = train::loss_and_gradient(
+        &kernels,
+        Sensitivity::Discrete,
+        &p,
+        &data,
+        &bosh,
+        AdjointOptions::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("tsit5"), "{e}");
     assert_eq!(
         Sensitivity::auto_for(&prog, Method::Tsit5),
         Sensitivity::Forward

@@ -242,7 +242,7 @@ pub fn run(a: TrainArgs) -> CliResult {
 }
 
 /// What training a delay model needs beyond a run (exit 4 where it is not available here):
-/// forward sensitivities, observed states (not outputs, which may read lagged states), and
+/// forward sensitivities or the discrete adjoint, observed states (not outputs, which may read lagged states), and
 /// whole trajectories (a window would start without its history).
 fn check_dde_training(
     a: &TrainArgs,
@@ -253,9 +253,11 @@ fn check_dde_training(
     requested: Option<Sensitivity>,
 ) -> CliResult {
     super::run::check_dde(prog, p, opts)?;
-    if let Some(m) = requested.filter(|m| *m != Sensitivity::Forward) {
+    if let Some(m) =
+        requested.filter(|m| !matches!(m, Sensitivity::Forward | Sensitivity::Discrete))
+    {
         return Err(Failure::unavailable(format!(
-            "error: --sensitivity {}: a delay model's gradient is by forward sensitivities through the method of steps; use --sensitivity forward (or auto)",
+            "error: --sensitivity {}: a delay model's gradient is by forward sensitivities or the discrete adjoint through the method of steps; use --sensitivity forward or discrete (or auto)",
             m.name()
         )));
     }

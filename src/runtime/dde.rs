@@ -95,8 +95,23 @@ pub struct DdeHistory {
     u: Vec<f64>,
     u1: Vec<f64>,
     k: Vec<f64>,
+    /// Per step: whether it starts a piece (there a lag landing on t0 reads u0, not φ(t0)).
+    piece_first: Vec<bool>,
+    /// Tolerance for "s is t0" (rounding of (t0 + τ) − τ).
+    pub t0_tol: f64,
     /// Per-step weights scratch.
     w: Vec<f64>,
+}
+
+/// Where a lagged value u(s) was read from during the solve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LagSource {
+    /// The history function φ(s) (s < t0, or s = t0 inside a piece: the left limit).
+    History(f64),
+    /// The initial state (s = t0 at the start of a piece: the right limit; or no step yet).
+    Initial,
+    /// The interpolant of recorded step `step` at θ.
+    Step { step: usize, theta: f64 },
 }
 
 impl DdeHistory {
@@ -119,8 +134,66 @@ impl DdeHistory {
             u: Vec::new(),
             u1: Vec::new(),
             k: Vec::new(),
+            piece_first: Vec::new(),
+            t0_tol: 0.0,
             w: vec![0.0; stages.max(7)],
         }
+    }
+
+    /// Step `i`: start time, length, start state and the interpolant's vectors (for an
+    /// explicit method with its own continuous extension: the stages, stage-major).
+    pub fn step(&self, i: usize) -> (f64, f64, &[f64], &[f64]) {
+        let (n, s) = (self.dim, self.stages);
+        (
+            self.t[i],
+            self.h[i],
+            &self.u[i * n..(i + 1) * n],
+            &self.k[i * s * n..(i + 1) * s * n],
+        )
+    }
+
+    /// The explicit method's continuous extension, when the history interpolates with it.
+    pub fn stage_interpolant(&self) -> Option<DenseKind> {
+        match self.interp {
+            Interp::Stages(kind) => Some(kind),
+            Interp::Hermite | Interp::Rodas => None,
+        }
+    }
+
+    /// Whether step `i` starts a piece.
+    pub fn piece_first(&self, i: usize) -> bool {
+        self.piece_first[i]
+    }
+
+    /// Where the solve read u(s) at a stage of step `during` (its first stage: `first`),
+    /// when the steps before it were all it had recorded.
+    pub fn lag_source(&self, s: f64, during: usize, first: bool) -> LagSource {
+        let at_t0 = (s - self.t0).abs() <= self.t0_tol;
+        if s < self.t0 && !at_t0 {
+            return LagSource::History(s);
+        }
+        if at_t0 {
+            return match first && self.piece_first[during] {
+                true => LagSource::Initial,
+                false => LagSource::History(self.t0),
+            };
+        }
+        self.locate(s, during)
+            .map_or(LagSource::Initial, |(step, theta)| LagSource::Step {
+                step,
+                theta,
+            })
+    }
+
+    /// The step among the first `limit` whose interpolant gives u(s) (the last starting
+    /// strictly before s; the first for s at or before its start), and θ; `None` if none.
+    fn locate(&self, s: f64, limit: usize) -> Option<(usize, f64)> {
+        let recorded = &self.t[..limit.min(self.t.len())];
+        if recorded.is_empty() {
+            return None;
+        }
+        let i = recorded.partition_point(|&ts| ts < s).saturating_sub(1);
+        Some((i, (s - self.t[i]) / self.h[i]))
     }
 
     /// Number of recorded steps.
@@ -144,14 +217,11 @@ impl DdeHistory {
     /// which by continuity equals the one starting there). Before any step: u0.
     pub fn eval(&mut self, s: f64, out: &mut [f64]) {
         let dim = self.dim;
-        if self.t.is_empty() {
+        let Some((i, theta)) = self.locate(s, self.t.len()) else {
             out.copy_from_slice(&self.u0);
             return;
-        }
-        // The last step starting strictly before s (the first step for s ≤ its start).
-        let i = self.t.partition_point(|&ts| ts < s).saturating_sub(1);
-        let (t, h) = (self.t[i], self.h[i]);
-        let theta = (s - t) / h;
+        };
+        let h = self.h[i];
         let u = &self.u[i * dim..(i + 1) * dim];
         let k = &self.k[i * self.stages * dim..(i + 1) * self.stages * dim];
         match self.interp {
@@ -314,6 +384,7 @@ impl<D: DdeRhs + ?Sized> OdeRhs for Stepper<'_, D> {
             Interp::Stages(_) | Interp::Rodas => None,
         };
         let hist = &mut self.hist;
+        hist.piece_first.push(t == self.piece_start);
         hist.t.push(t);
         // The step's real length (the last step of a piece ends exactly on its end).
         hist.h.push(t_new - t);
@@ -439,6 +510,7 @@ pub fn solve_dde_history<D: DdeRhs + ?Sized>(
         f_end: None,
         work: Vec::new(),
     };
+    st.hist.t0_tol = st.t0_tol;
     let mut stats = Stats::default();
     let mut out_t = Vec::with_capacity(save.len());
     let mut out_u = Vec::with_capacity(save.len() * dim);

@@ -24,8 +24,8 @@ pub struct ForwardKernels {
     pub system: Arc<dyn Kernel>,
     /// Column-major n × np.
     pub initial_jacobian: Arc<dyn Kernel>,
-    /// A delay model's ∂φ/∂p `(t, p) → n × np` (column-major: the S layout) and ∂τ/∂p.
-    pub history_jacobian: Option<(Arc<dyn Kernel>, Arc<dyn Kernel>)>,
+    /// A delay model's ∂φ/∂p `(t, p) → n × np` (column-major: the S layout).
+    pub history_jacobian: Option<Arc<dyn Kernel>>,
     sys_ir: crate::ir::Function,
     /// The augmented system's dense Jacobian (column-major), compiled for stiff methods.
     jacobian: OnceLock<Result<Arc<dyn Kernel>, String>>,
@@ -36,10 +36,9 @@ impl ForwardKernels {
         let sys = crate::diff::forward_sensitivity_system(&prog.ir.vector_field);
         let init = crate::diff::jacobian_dense(&prog.ir.initial, "p", false);
         let hist = crate::diff::jacobian_dense(&prog.ir.history, "p", false);
-        let tau = crate::diff::jacobian_dense(&prog.ir.delays, "p", false);
         let mut fns = vec![&sys, &init];
         if prog.is_dde() {
-            fns.extend([&hist, &tau]);
+            fns.push(&hist);
         }
         let ks = crate::backend::cranelift::compile_all(&fns).map_err(|e| e.to_string())?;
         let mut ks = ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>);
@@ -47,10 +46,7 @@ impl ForwardKernels {
             system: ks.next().ok_or("missing kernel")?,
             initial_jacobian: ks.next().ok_or("missing kernel")?,
             history_jacobian: match prog.is_dde() {
-                true => Some((
-                    ks.next().ok_or("missing kernel")?,
-                    ks.next().ok_or("missing kernel")?,
-                )),
+                true => Some(ks.next().ok_or("missing kernel")?),
                 false => None,
             },
             sys_ir: sys,
@@ -243,7 +239,7 @@ impl DdeRhs for AugmentedDde<'_> {
         let tt = [t];
         self.history
             .call(&[&tt, self.p], &mut [phi], &mut self.scratch);
-        let (hj, _) = self
+        let hj = self
             .kernels
             .history_jacobian
             .as_ref()
@@ -294,22 +290,8 @@ pub fn dde_gradient(
     let n = prog.dim();
     let np = p.len();
     let dim = n * (1 + np);
+    super::delays_are_constant(prog, p)?;
     let tau = prog.delays(p);
-    let (_, tau_jac) = kernels
-        .history_jacobian
-        .as_ref()
-        .ok_or_else(|| GradientError::Unsupported("the model has no delays".into()))?;
-    let mut dtau = vec![0.0; tau.len() * np];
-    tau_jac.call(&[p], &mut [&mut dtau], &mut Vec::new());
-    if let Some(k) = (0..np).find(|&k| {
-        dtau[k * tau.len()..(k + 1) * tau.len()]
-            .iter()
-            .any(|d| *d != 0.0)
-    }) {
-        return Err(GradientError::Unsupported(format!(
-            "a delay depends on parameter entry {k}: gradients with respect to a delay are not available; make the delay a const"
-        )));
-    }
     let big = augmented_start(prog, kernels, p, start);
     let o = augmented_options(opts, n, dim);
     let jacobian = match opts.method.is_implicit() {

@@ -13,12 +13,14 @@
 //!
 //! - [`sde`]: the discrete adjoint of Euler–Maruyama on a fixed Brownian path.
 //!
-//! Delay models are differentiated by forward sensitivities only ([`forward::dde_gradient`]).
+//! - [`dde`]: for delay models, the discrete adjoint of the method of steps; forward
+//!   sensitivities for them are [`forward::dde_gradient`].
 //!
 //! Losses are [`RowLoss`]es on the saved rows. Owns the differentiation of solves; must never
 //! parse models or choose optimisers (that is `train`).
 
 pub mod continuous;
+pub mod dde;
 pub mod discrete;
 pub mod forward;
 pub mod sde;
@@ -78,13 +80,14 @@ impl Sensitivity {
 }
 
 impl Sensitivity {
-    /// [`Sensitivity::auto`] for a compiled model: forward for delay models (the only
-    /// method that differentiates their solves).
+    /// [`Sensitivity::auto`] for a compiled model; a delay model gets the discrete adjoint
+    /// only where it exists (tsit5, dopri5), forward sensitivities otherwise.
     pub fn auto_for(prog: &Program, method: Method) -> Sensitivity {
-        if prog.is_dde() {
+        let auto = Sensitivity::auto(prog.dim(), prog.layout.len, method);
+        if prog.is_dde() && !matches!(method, Method::Tsit5 | Method::Dopri5) {
             return Sensitivity::Forward;
         }
-        Sensitivity::auto(prog.dim(), prog.layout.len, method)
+        auto
     }
 }
 
@@ -183,6 +186,7 @@ pub struct Kernels<'a> {
     forward: OnceLock<Result<forward::ForwardKernels, String>>,
     adjoint: OnceLock<Result<AdjointKernels, String>>,
     output_vjp: OnceLock<Result<Arc<dyn Kernel>, String>>,
+    dde_adjoint: OnceLock<Result<dde::DdeAdjointKernels, String>>,
 }
 
 impl<'a> Kernels<'a> {
@@ -192,6 +196,7 @@ impl<'a> Kernels<'a> {
             forward: OnceLock::new(),
             adjoint: OnceLock::new(),
             output_vjp: OnceLock::new(),
+            dde_adjoint: OnceLock::new(),
         }
     }
 
@@ -203,6 +208,7 @@ impl<'a> Kernels<'a> {
     pub fn prepare(&self, method: Sensitivity) -> Result<(), GradientError> {
         match method {
             Sensitivity::Forward => self.forward().map(|_| ()),
+            _ if self.prog.is_dde() => self.dde_adjoint().map(|_| ()),
             _ => self.adjoint().map(|_| ()),
         }
     }
@@ -224,6 +230,13 @@ impl<'a> Kernels<'a> {
     fn forward(&self) -> Result<&forward::ForwardKernels, GradientError> {
         self.forward
             .get_or_init(|| forward::ForwardKernels::compile(self.prog))
+            .as_ref()
+            .map_err(|e| GradientError::Compile(e.clone()))
+    }
+
+    fn dde_adjoint(&self) -> Result<&dde::DdeAdjointKernels, GradientError> {
+        self.dde_adjoint
+            .get_or_init(|| dde::DdeAdjointKernels::compile(self.prog))
             .as_ref()
             .map_err(|e| GradientError::Compile(e.clone()))
     }
@@ -276,8 +289,11 @@ pub fn gradient(
             Sensitivity::Forward => {
                 forward::dde_gradient(prog, kernels.forward()?, p, start, opts, loss)
             }
+            Sensitivity::Discrete => {
+                dde::gradient(prog, kernels.dde_adjoint()?, p, start, opts, loss)
+            }
             m => Err(GradientError::Unsupported(format!(
-                "a delay model's gradient is by forward sensitivities through the method of steps (`forward`, also what `auto` picks), not `{}`",
+                "a delay model's gradient is by forward sensitivities or the discrete adjoint through the method of steps (`forward`, `discrete`), not `{}`",
                 m.name()
             ))),
         };
@@ -305,6 +321,21 @@ pub fn gradient(
                 adjoint.seminorm,
             )
         }
+    }
+}
+
+/// Refuses a delay model whose delays depend on the params (∂τ/∂p is not differentiated:
+/// the pieces and lagged times would move with p).
+pub(crate) fn delays_are_constant(prog: &Program, p: &[f64]) -> Result<(), GradientError> {
+    let jac = crate::diff::jacobian_dense(&prog.ir.delays, "p", false);
+    let m = prog.ir.delays.outputs[0].0.len;
+    let mut dtau = vec![0.0; m * p.len()];
+    crate::backend::interp::Interpreted::new(jac).call(&[p], &mut [&mut dtau], &mut Vec::new());
+    match (0..p.len()).find(|&k| dtau[k * m..(k + 1) * m].iter().any(|d| *d != 0.0)) {
+        Some(k) => Err(GradientError::Unsupported(format!(
+            "a delay depends on parameter entry {k}: gradients with respect to a delay are not available; make the delay a const"
+        ))),
+        None => Ok(()),
     }
 }
 

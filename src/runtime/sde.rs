@@ -805,13 +805,13 @@ fn fixed<R: SdeRhs + ?Sized>(
                 }
             }
             SdeMethod::ReversibleHeun => {
-                apply(&sig, &dw, n, m, diag, &mut gdw);
+                apply_diffusion(&sig, &dw, n, m, diag, &mut gdw);
                 for i in 0..n {
                     yhat_n[i] = 2.0 * u[i] - yhat[i] + mu[i] * h + gdw[i];
                 }
                 rhs.drift_diffusion(tb, &yhat_n, &mut mu_n, &mut sig_n);
                 stats.rhs_evals += 1;
-                apply(&sig_n, &dw, n, m, diag, &mut gdw_n);
+                apply_diffusion(&sig_n, &dw, n, m, diag, &mut gdw_n);
                 for i in 0..n {
                     un[i] = u[i] + 0.5 * (mu[i] + mu_n[i]) * h + 0.5 * (gdw[i] + gdw_n[i]);
                 }
@@ -837,7 +837,7 @@ fn fixed<R: SdeRhs + ?Sized>(
 }
 
 /// out = G·dw for G stored as its diagonal (`diag`) or column-major n × m.
-fn apply(g: &[f64], dw: &[f64], n: usize, m: usize, diag: bool, out: &mut [f64]) {
+pub fn apply_diffusion(g: &[f64], dw: &[f64], n: usize, m: usize, diag: bool, out: &mut [f64]) {
     if diag {
         for i in 0..n {
             out[i] = g[i] * dw[i];

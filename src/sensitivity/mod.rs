@@ -11,7 +11,10 @@
 //!   `quadrature` (interpolating state, the parameter integral by Gauss–Legendre quadrature
 //!   per backward step).
 //!
-//! - [`sde`]: the discrete adjoint of Euler–Maruyama on a fixed Brownian path.
+//! - [`sde`]: gradients of SDE losses on a fixed Brownian path: the discrete adjoint of
+//!   Euler–Maruyama, and the choice among the SDE adjoints;
+//! - [`reversible_heun`]: the reversible-Heun adjoint (steps reconstructed backward from the
+//!   final state, O(1) memory in the number of steps) and its stored-steps twin.
 //!
 //! Losses are [`RowLoss`]es on the saved rows. Owns the differentiation of solves; must never
 //! parse models or choose optimisers (that is `train`).
@@ -19,6 +22,7 @@
 pub mod continuous;
 pub mod discrete;
 pub mod forward;
+pub mod reversible_heun;
 pub mod sde;
 
 use crate::backend::Kernel;
@@ -34,9 +38,13 @@ pub enum Sensitivity {
     Backsolve,
     Interpolating,
     Quadrature,
+    /// The reversible-Heun adjoint of an SDE (Kidger et al. 2021): the forward steps are
+    /// reconstructed backward from the final state. SDEs with `reversible_heun` only.
+    Reversible,
 }
 
 impl Sensitivity {
+    /// The ODE sensitivities (`reversible` is an SDE's only).
     pub const ALL: [Sensitivity; 5] = [
         Sensitivity::Forward,
         Sensitivity::Discrete,
@@ -52,11 +60,15 @@ impl Sensitivity {
             Sensitivity::Backsolve => "backsolve",
             Sensitivity::Interpolating => "interpolating",
             Sensitivity::Quadrature => "quadrature",
+            Sensitivity::Reversible => "reversible",
         }
     }
 
     pub fn from_name(s: &str) -> Option<Sensitivity> {
-        Sensitivity::ALL.into_iter().find(|m| m.name() == s)
+        Sensitivity::ALL
+            .into_iter()
+            .chain([Sensitivity::Reversible])
+            .find(|m| m.name() == s)
     }
 
     /// The `auto` choice: forward sensitivities while the augmented system stays small
@@ -188,6 +200,7 @@ impl<'a> Kernels<'a> {
     pub fn prepare(&self, method: Sensitivity) -> Result<(), GradientError> {
         match method {
             Sensitivity::Forward => self.forward().map(|_| ()),
+            Sensitivity::Reversible => Err(reversible_is_for_sdes()),
             _ => self.adjoint().map(|_| ()),
         }
     }
@@ -279,7 +292,14 @@ pub fn gradient(
                 adjoint.seminorm,
             )
         }
+        Sensitivity::Reversible => Err(reversible_is_for_sdes()),
     }
+}
+
+fn reversible_is_for_sdes() -> GradientError {
+    GradientError::Unsupported(
+        "`reversible` is the reversible-Heun adjoint of an SDE; for an ODE use discrete, forward, backsolve, interpolating or quadrature".into(),
+    )
 }
 
 /// The VJP kernels of the adjoint methods: of the vector field,

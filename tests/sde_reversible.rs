@@ -69,7 +69,10 @@ fn check(name: &str, text: &str) {
             let sol = prog.solve_sde(&p, &prog.initial_state(&p), &o).unwrap();
             let mut scratch = vec![0.0; sol.sol.u.len()];
             let solver = ToTarget.eval(&sol.sol.t, &sol.sol.u, prog.dim(), &mut scratch, &mut []);
-            assert_eq!(rev.gradient.loss, solver, "{name}: replayed loss vs the solver's");
+            assert_eq!(
+                rev.gradient.loss, solver,
+                "{name}: replayed loss vs the solver's"
+            );
             against_stored(name, &prog, &kernels, &p, &o, &rev);
             against_central_differences(name, &prog, &kernels, &p, &o, &rev.gradient.grad);
         }
@@ -93,7 +96,11 @@ fn against_stored(
     let stored = reversal(prog, k, p, o, Backward::Stored);
     assert_eq!(stored.gradient.loss, rev.gradient.loss);
     assert_eq!(stored.reconstruction_error, 0.0);
-    let scale = stored.gradient.grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
+    let scale = stored
+        .gradient
+        .grad
+        .iter()
+        .fold(0.0f64, |a, g| a.max(g.abs()));
     let diff = (stored.gradient.grad.iter())
         .zip(&rev.gradient.grad)
         .fold(0.0f64, |a, (s, r)| a.max((s - r).abs()));
@@ -132,8 +139,12 @@ fn against_central_differences(
         let (mut pp, mut pm) = (p.to_vec(), p.to_vec());
         pp[i] += h;
         pm[i] -= h;
-        let lp = reversal(prog, k, &pp, o, Backward::Reconstruct).gradient.loss;
-        let lm = reversal(prog, k, &pm, o, Backward::Reconstruct).gradient.loss;
+        let lp = reversal(prog, k, &pp, o, Backward::Reconstruct)
+            .gradient
+            .loss;
+        let lm = reversal(prog, k, &pm, o, Backward::Reconstruct)
+            .gradient
+            .loss;
         let fd = (lp - lm) / (2.0 * h);
         let scale = grad[i].abs().max(fd.abs()).max(1e-8);
         assert!(
@@ -178,13 +189,25 @@ fn start_states_are_differentiated_only_when_they_depend_on_params() {
     let p = prog.default_params();
     let o = opts(BrownianKind::Grid, SaveAt::Ends, 0);
     let model = reversal(&prog, &k, &p, &o, Backward::Reconstruct);
-    let given = gradient(&prog, &k, &p, Start::State(&[1.1]), &o, &ToTarget, Backward::Reconstruct)
-        .unwrap();
+    let given = gradient(
+        &prog,
+        &k,
+        &p,
+        Start::State(&[1.1]),
+        &o,
+        &ToTarget,
+        Backward::Reconstruct,
+    )
+    .unwrap();
     assert_eq!(model.gradient.loss, given.gradient.loss);
     // mu and sigma do not see the difference; x0 does (GBM's x(1) is proportional to x0).
     assert_eq!(model.gradient.grad[..2], given.gradient.grad[..2]);
     assert_eq!(given.gradient.grad[2], 0.0);
-    assert!(model.gradient.grad[2].abs() > 1e-3, "{:?}", model.gradient.grad);
+    assert!(
+        model.gradient.grad[2].abs() > 1e-3,
+        "{:?}",
+        model.gradient.grad
+    );
 }
 
 /// The sensitivity choice: reversible_heun takes `reversible` and `discrete`, euler_maruyama
@@ -213,4 +236,54 @@ fn path_gradient_routes_each_method_to_its_adjoints() {
         g(&mil, Sensitivity::Discrete),
         Err(GradientError::Unsupported(_))
     ));
+}
+
+/// The moment-matching loss through reversible_heun: its gradient (every path's reversible
+/// adjoint with the ensemble moments' cotangents) agrees with central differences, and with
+/// the stored-steps adjoint to rounding.
+#[test]
+fn moment_matching_through_reversible_heun_matches_central_differences() {
+    use ndec::train::{Data, Moments, moment_loss_and_gradient};
+    let truth = Program::from_source("ou.nde", OU).unwrap();
+    let pt = truth.default_params();
+    let times: Vec<f64> = (1..=4).map(|i| i as f64 * 0.25).collect();
+    let data: Vec<Data> = (0..60)
+        .map(|k| {
+            let mut o = opts(BrownianKind::Grid, SaveAt::Times(times.clone()), k);
+            o.seed = 100;
+            let sol = truth.solve_sde(&pt, &truth.initial_state(&pt), &o).unwrap();
+            Data {
+                traj: Some(k as usize),
+                fixed: Vec::new(),
+                times: sol.sol.t.clone(),
+                columns: vec![(0, "x".into())],
+                values: (0..sol.sol.len())
+                    .map(|r| vec![Some(sol.sol.row(r)[0])])
+                    .collect(),
+            }
+        })
+        .collect();
+    let obs = Moments::of(&data, 1).unwrap();
+    let prog = Program::from_source("ou.nde", &OU.replace("theta = 2.0", "theta = 1.3")).unwrap();
+    let k = SdeKernels::compile(&prog).unwrap();
+    let p = prog.default_params();
+    let o = opts(BrownianKind::Grid, SaveAt::Ends, 0);
+    let g = |q: &[f64], s| moment_loss_and_gradient(&prog, &k, q, &obs, &o, 30, s).unwrap();
+    let rev = g(&p, Sensitivity::Reversible);
+    let stored = g(&p, Sensitivity::Discrete);
+    for i in 0..p.len() {
+        let scale = rev.grad[i].abs();
+        assert!((rev.grad[i] - stored.grad[i]).abs() <= 1e-10 * scale);
+        let h = 1e-6 * p[i];
+        let (mut pp, mut pm) = (p.clone(), p.clone());
+        pp[i] += h;
+        pm[i] -= h;
+        let fd = (g(&pp, Sensitivity::Reversible).loss - g(&pm, Sensitivity::Reversible).loss)
+            / (2.0 * h);
+        assert!(
+            (rev.grad[i] - fd).abs() / scale.max(fd.abs()) < 1e-6,
+            "param {i}: {} vs {fd}",
+            rev.grad[i]
+        );
+    }
 }

@@ -222,11 +222,21 @@ pub fn gradient(
         steps: &steps,
         backward,
     };
-    let (l0, y0) = sweep.run(&fwd, &rows, &seeds, Increments::new(opts, shape.m), &mut grad);
+    let (l0, y0) = sweep.run(
+        &fwd,
+        &rows,
+        &seeds,
+        Increments::new(opts, shape.m),
+        &mut grad,
+    );
     let reconstruction_error = match backward {
         Backward::Stored => 0.0,
         Backward::Reconstruct => (0..shape.n)
-            .map(|i| (y0.y[i] - fwd.u0[i]).abs().max((y0.yhat[i] - fwd.u0[i]).abs()))
+            .map(|i| {
+                (y0.y[i] - fwd.u0[i])
+                    .abs()
+                    .max((y0.yhat[i] - fwd.u0[i]).abs())
+            })
             .fold(0.0, f64::max),
     };
     if let Some(l0) = start.model_cotangent(&l0) {
@@ -379,9 +389,9 @@ impl Sweep<'_> {
                     Backward::Reconstruct => {
                         unstep_yhat(s, h_hi.unwrap_or(0.0), &dw_hi, &hi, &mut lo, &mut gb)
                     }
-                    Backward::Stored => lo
-                        .yhat
-                        .copy_from_slice(&fwd.stored[j * s.n..(j + 1) * s.n]),
+                    Backward::Stored => {
+                        lo.yhat.copy_from_slice(&fwd.stored[j * s.n..(j + 1) * s.n])
+                    }
                 }
                 &mut lo
             };

@@ -57,7 +57,10 @@ pub fn supports(method: SdeMethod, sensitivity: Sensitivity) -> bool {
     matches!(
         (method, sensitivity),
         (SdeMethod::EulerMaruyama, Sensitivity::Discrete)
-            | (SdeMethod::ReversibleHeun, Sensitivity::Discrete | Sensitivity::Reversible)
+            | (
+                SdeMethod::ReversibleHeun,
+                Sensitivity::Discrete | Sensitivity::Reversible
+            )
     )
 }
 

@@ -6,7 +6,8 @@ Brownian motion: torchsde's default for sdeint, a BrownianInterval over [0, 1] w
 independent Wiener process per path (noise_type "diagonal"). Threads: torch's intra-op pool
 set to THREADS (default: every core). Prints one JSON line per problem: the first call's time
 (compile_ms, for the table's column: there is no compilation, it is the warm-up), solve_ms_min
-and solve_ms_median over REPEAT calls, and the sample mean/variance of the end state.
+and solve_ms_median over REPEAT calls, cores_used (process CPU time over wall time), and the
+sample mean/variance of the end state.
 
 usage: python sde_torchsde.py [PATHS] [REPEAT] [THREADS]
 """
@@ -65,12 +66,14 @@ for name, sde, x0 in [("gbm", Gbm(), 1.0), ("ou", Ou(), 0.0)]:
     t = time.perf_counter()
     solve(sde, x0, 0)
     first_ms = (time.perf_counter() - t) * 1e3
-    times = []
+    times, cpu = [], []
     for r in range(REPEAT):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ys = solve(sde, x0, r + 1)
         times.append((time.perf_counter() - t) * 1e3)
+        cpu.append((time.process_time() - c) * 1e3)
     times.sort()
+    cpu.sort()
     print(json.dumps({
         "tool": "torchsde",
         "problem": name,
@@ -80,6 +83,7 @@ for name, sde, x0 in [("gbm", Gbm(), 1.0), ("ou", Ou(), 0.0)]:
         "compile_ms": first_ms,
         "solve_ms_min": times[0],
         "solve_ms_median": times[len(times) // 2],
+        "cores_used": cpu[len(cpu) // 2] / times[len(times) // 2],
         "mean": float(ys.mean()),
         "var": float(ys.var(unbiased=False)),
         "torch": torch.__version__,

@@ -123,8 +123,8 @@ fn step(
 ) {
     let (ga, gb) = gdw;
     apply_diffusion(&a.sig, dw, s.n, s.m, s.diag, ga);
-    for i in 0..s.n {
-        b.yhat[i] = 2.0 * a.y[i] - a.yhat[i] + a.mu[i] * h + ga[i];
+    for (i, yh) in b.yhat.iter_mut().enumerate() {
+        *yh = 2.0 * a.y[i] - a.yhat[i] + a.mu[i] * h + ga[i];
     }
     rhs.drift_diffusion(tb, &b.yhat, &mut b.mu, &mut b.sig);
     apply_diffusion(&b.sig, dw, s.n, s.m, s.diag, gb);
@@ -136,8 +136,8 @@ fn step(
 /// The reversal's first half: ŷ of step start a from step end b.
 fn unstep_yhat(s: Shape, h: f64, dw: &[f64], b: &Node, a: &mut Node, gb: &mut [f64]) {
     apply_diffusion(&b.sig, dw, s.n, s.m, s.diag, gb);
-    for i in 0..s.n {
-        a.yhat[i] = 2.0 * b.y[i] - b.yhat[i] - b.mu[i] * h - gb[i];
+    for (i, yh) in a.yhat.iter_mut().enumerate() {
+        *yh = 2.0 * b.y[i] - b.yhat[i] - b.mu[i] * h - gb[i];
     }
 }
 
@@ -403,8 +403,8 @@ impl Sweep<'_> {
                 entries.pop();
             }
             if let Some(a) = &above {
-                for i in 0..s.n {
-                    ay[i] += a.y[i] + 2.0 * a.yhat[i];
+                for (i, x) in ay.iter_mut().enumerate() {
+                    *x += a.y[i] + 2.0 * a.yhat[i];
                 }
             }
             let (wf, wg) = self.weights(j, above.as_ref(), &ay, &dw_hi, &dw_lo);
@@ -425,8 +425,8 @@ impl Sweep<'_> {
             }
             let mut ayhat = gu;
             if let Some(a) = &above {
-                for i in 0..s.n {
-                    ayhat[i] -= a.yhat[i];
+                for (x, a) in ayhat.iter_mut().zip(&a.yhat) {
+                    *x -= a;
                 }
             }
             if j < last {

@@ -952,9 +952,10 @@ impl RowLoss for Seeds<'_> {
 }
 
 /// The moment-matching loss of an SDE: `paths` trajectories (0, 1, … of `opts.seed`) solved by
-/// Euler–Maruyama on their fixed Brownian paths, and the mean over every observed moment
-/// cell of (simulated − observed)², means and variances alike; and its gradient (each
-/// path's discrete adjoint with the cotangents of the ensemble's moments).
+/// `opts.method` (euler_maruyama or reversible_heun) on their fixed Brownian paths, and the
+/// mean over every observed moment cell of (simulated − observed)², means and variances
+/// alike; and its gradient (each path's adjoint by `sensitivity`, see
+/// [`crate::sensitivity::sde::supports`], with the cotangents of the ensemble's moments).
 pub fn moment_loss_and_gradient(
     prog: &Program,
     kernels: &crate::sensitivity::sde::SdeKernels,
@@ -962,8 +963,16 @@ pub fn moment_loss_and_gradient(
     moments: &Moments,
     opts: &crate::runtime::sde::SdeOptions,
     paths: usize,
+    sensitivity: crate::sensitivity::Sensitivity,
 ) -> Result<Gradient, GradientError> {
     let n = prog.dim();
+    if !crate::sensitivity::sde::supports(opts.method, sensitivity) {
+        return Err(GradientError::Unsupported(format!(
+            "no `{}` gradient through `{}`: use euler_maruyama with discrete, or reversible_heun with reversible or discrete",
+            sensitivity.name(),
+            opts.method
+        )));
+    }
     if paths < 2 {
         return Err(GradientError::Unsupported(
             "moment matching needs at least 2 simulated paths".into(),
@@ -1010,13 +1019,14 @@ pub fn moment_loss_and_gradient(
         stats: Default::default(),
     };
     for (k, opts_k) in all.iter().enumerate() {
-        let g = crate::sensitivity::sde::gradient(
+        let g = crate::sensitivity::sde::path_gradient(
             prog,
             kernels,
             p,
             Start::Model,
             opts_k,
             &Seeds(&seeds[k]),
+            sensitivity,
         )?;
         for (a, b) in total.grad.iter_mut().zip(&g.grad) {
             *a += b;
@@ -1027,7 +1037,7 @@ pub fn moment_loss_and_gradient(
 }
 
 /// Fits an SDE's params and weights to the moments of observed paths (see
-/// [`moment_loss_and_gradient`]); `fit.minibatch` must be `None`.
+/// [`moment_loss_and_gradient`], with `fit.sensitivity`); `fit.minibatch` must be `None`.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_sde(
     prog: &Program,
@@ -1045,7 +1055,8 @@ pub fn fit_sde(
         ));
     }
     optimise(p, fit, on_event, |q, _| {
-        moment_loss_and_gradient(prog, kernels, q, moments, opts, paths).map_err(FitError::Gradient)
+        moment_loss_and_gradient(prog, kernels, q, moments, opts, paths, fit.sensitivity)
+            .map_err(FitError::Gradient)
     })
 }
 

@@ -120,6 +120,7 @@ fn observed_ou(paths: usize) -> Vec<ndec::train::Data> {
 /// its gradient through every path's adjoint agrees with central differences.
 #[test]
 fn moment_matching_gradient_matches_central_differences() {
+    use ndec::sensitivity::Sensitivity::Discrete;
     use ndec::train::{Moments, moment_loss_and_gradient};
     let obs = Moments::of(&observed_ou(50), 1).unwrap();
     let text = OU.replace(
@@ -131,14 +132,14 @@ fn moment_matching_gradient_matches_central_differences() {
     let p = prog.default_params();
     let mut opts = SdeOptions::new(SdeMethod::EulerMaruyama, 0.0, 2.0);
     opts.dt = Some(0.01);
-    let g = moment_loss_and_gradient(&prog, &kernels, &p, &obs, &opts, 40).unwrap();
+    let g = moment_loss_and_gradient(&prog, &kernels, &p, &obs, &opts, 40, Discrete).unwrap();
     for k in 0..p.len() {
         let h = 1e-6 * p[k];
         let (mut pp, mut pm) = (p.clone(), p.clone());
         pp[k] += h;
         pm[k] -= h;
-        let lp = moment_loss_and_gradient(&prog, &kernels, &pp, &obs, &opts, 40).unwrap();
-        let lm = moment_loss_and_gradient(&prog, &kernels, &pm, &obs, &opts, 40).unwrap();
+        let lp = moment_loss_and_gradient(&prog, &kernels, &pp, &obs, &opts, 40, Discrete).unwrap();
+        let lm = moment_loss_and_gradient(&prog, &kernels, &pm, &obs, &opts, 40, Discrete).unwrap();
         let fd = (lp.loss - lm.loss) / (2.0 * h);
         assert!(
             (g.grad[k] - fd).abs() / g.grad[k].abs().max(fd.abs()) < 1e-6,

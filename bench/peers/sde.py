@@ -4,8 +4,10 @@ dt = 1e-3 from t = 0 to 1 (1000 steps), end state only, float64, jit + vmap over
 Brownian path: diffrax.UnsafeBrownianPath (independent increments per step: the cheapest
 path diffrax offers, and what a fixed-step Euler–Maruyama needs, with adjoint=ForwardMode as
 diffrax requires for it; like ndec's step-keyed
-grid path). Prints one JSON line per problem: compile_ms (first call), solve_ms_min and
-solve_ms_median over REPEAT calls, and the sample mean/variance of the end state.
+grid path). Threads: XLA's CPU defaults (every core available to its thread pool); the
+process CPU time over the wall time of each call is reported as cores_used. Prints one JSON
+line per problem: compile_ms (first call), solve_ms_min and solve_ms_median over REPEAT calls,
+cores_used, and the sample mean/variance of the end state.
 
 usage: python sde.py [PATHS] [REPEAT]
 """
@@ -57,13 +59,15 @@ for name, (drift, diffusion, y0) in PROBLEMS.items():
     t = time.perf_counter()
     ys = f(keys).block_until_ready()
     compile_ms = (time.perf_counter() - t) * 1e3
-    times = []
+    times, cpu = [], []
     for r in range(REPEAT):
         keys = jax.random.split(jax.random.PRNGKey(r + 1), PATHS)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ys = f(keys).block_until_ready()
         times.append((time.perf_counter() - t) * 1e3)
+        cpu.append((time.process_time() - c) * 1e3)
     times.sort()
+    cpu.sort()
     print(json.dumps({
         "tool": "diffrax",
         "problem": name,
@@ -72,6 +76,8 @@ for name, (drift, diffusion, y0) in PROBLEMS.items():
         "compile_ms": compile_ms,
         "solve_ms_min": times[0],
         "solve_ms_median": times[len(times) // 2],
+        # CPU time over wall time: how many cores XLA actually kept busy.
+        "cores_used": cpu[len(cpu) // 2] / times[len(times) // 2],
         "mean": float(jnp.mean(ys)),
         "var": float(jnp.var(ys)),
         "jax": jax.__version__,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create bench/peers/.venv and install the Python peers (CPU only):
-# scipy, numpy, jax (CPU jaxlib), diffrax, equinox, optax; torch and torchdiffeq.
+# scipy, numpy, jax (CPU jaxlib), diffrax, equinox, optax; torch, torchdiffeq and torchsde.
 # Idempotent: re-running reuses the venv and skips what is installed.
 # Exit code: 0 if everything installed; 1 if scipy/numpy failed; 2 if jax/diffrax failed
 # (so a caller can still run the scipy half). optax and torch/torchdiffeq are optional:
@@ -68,10 +68,18 @@ if [ "${SKIP_TORCH:-0}" != 1 ] && ! "$VPY" -c 'import torch, torchdiffeq' 2>/dev
             || echo "setup: FAILED to install torchdiffeq (optional)" >&2
     fi
 fi
+# torchsde for the SDE benchmark (optional; needs torch). --no-deps for the same reason; its
+# one dependency not already here is trampoline.
+if [ "${SKIP_TORCH:-0}" != 1 ] && "$VPY" -c 'import torch' 2>/dev/null \
+        && ! "$VPY" -c 'import torchsde' 2>/dev/null; then
+    echo "setup: installing torchsde" >&2
+    "$VPY" -m pip install -q --no-deps torchsde trampoline >&2 \
+        || echo "setup: FAILED to install torchsde (optional)" >&2
+fi
 
 "$VPY" - <<'PY' >&2
 import importlib
-for m in ["numpy", "scipy", "jax", "jaxlib", "equinox", "diffrax", "optax", "torch", "torchdiffeq"]:
+for m in ["numpy", "scipy", "jax", "jaxlib", "equinox", "diffrax", "optax", "torch", "torchdiffeq", "torchsde"]:
     try:
         mod = importlib.import_module(m)
         print(f"setup: {m} {getattr(mod, '__version__', '?')}")

@@ -133,7 +133,7 @@ pub fn run(a: TrainArgs) -> CliResult {
         "auto" => None,
         name => Some(Sensitivity::from_name(name).ok_or_else(|| {
             Failure::usage(format!(
-                "error: unknown sensitivity method `{name}` (forward, discrete, backsolve, interpolating, quadrature, auto)"
+                "error: unknown sensitivity method `{name}` (forward, discrete, backsolve, interpolating, quadrature, reversible, auto)"
             ))
         })?),
     };
@@ -371,6 +371,7 @@ impl Objective for OdeProblem<'_> {
 /// An SDE model against the moments of observed paths (one per `traj`).
 struct SdeProblem<'a> {
     prog: &'a Program,
+    sensitivity: Sensitivity,
     kernels: crate::sensitivity::sde::SdeKernels,
     moments: train::Moments,
     opts: crate::runtime::sde::SdeOptions,
@@ -390,20 +391,25 @@ fn sde_problem<'a>(
             "error: --vary-file and --plot are not available for SDE models yet",
         ));
     }
-    if !matches!(requested, None | Some(Sensitivity::Discrete)) {
-        return Err(Failure::unavailable(
-            "error: SDE gradients use --sensitivity discrete (the adjoint of euler_maruyama on fixed Brownian paths)",
-        ));
-    }
     let defaults = &prog.model.solve;
-    let method = a
+    let name_of_method = a
         .method
         .clone()
         .or_else(|| defaults.method.clone())
         .unwrap_or_else(|| "euler_maruyama".into());
-    if method != "euler_maruyama" {
+    let method = SdeMethod::from_name(&name_of_method)
+        .ok_or_else(|| Failure::usage(format!("error: unknown method `{name_of_method}`")))?;
+    let sensitivity = requested
+        .or_else(|| crate::sensitivity::sde::auto(method))
+        .ok_or_else(|| {
+            Failure::unavailable(format!(
+                "error: training an SDE runs euler_maruyama or reversible_heun on fixed Brownian paths, not `{method}`"
+            ))
+        })?;
+    if !crate::sensitivity::sde::supports(method, sensitivity) {
         return Err(Failure::unavailable(format!(
-            "error: training an SDE runs euler_maruyama on fixed Brownian paths, not `{method}`"
+            "error: no `{}` gradient through {method} on fixed Brownian paths: use --sensitivity discrete with euler_maruyama, or reversible (or discrete) with reversible_heun",
+            sensitivity.name()
         )));
     }
     let dt = a.dt.or(defaults.dt).ok_or_else(|| {
@@ -417,11 +423,7 @@ fn sde_problem<'a>(
     }
     let moments = train::Moments::of(&data, prog.dim())
         .map_err(|e| Failure::usage(format!("error: data file `{name}`: {e}")))?;
-    let mut opts = SdeOptions::new(
-        SdeMethod::EulerMaruyama,
-        t0,
-        *moments.times.last().unwrap_or(&t0),
-    );
+    let mut opts = SdeOptions::new(method, t0, *moments.times.last().unwrap_or(&t0));
     opts.dt = Some(dt);
     opts.seed = a.seed;
     let paths = a.ensemble.unwrap_or(100);
@@ -434,12 +436,13 @@ fn sde_problem<'a>(
         .map_err(|e| Failure::unavailable(format!("error: cannot compile the SDE adjoint: {e}")))?;
     let problem = SdeProblem {
         prog,
+        sensitivity,
         kernels,
         moments,
         opts,
         paths,
     };
-    Ok((problem, Sensitivity::Discrete))
+    Ok((problem, sensitivity))
 }
 
 impl Objective for SdeProblem<'_> {
@@ -476,7 +479,8 @@ impl SdeProblem<'_> {
         p: &[f64],
     ) -> Result<crate::sensitivity::Gradient, crate::sensitivity::GradientError> {
         let (prog, k, m) = (self.prog, &self.kernels, &self.moments);
-        train::moment_loss_and_gradient(prog, k, p, m, &self.opts, self.paths)
+        let s = self.sensitivity;
+        train::moment_loss_and_gradient(prog, k, p, m, &self.opts, self.paths, s)
     }
 }
 

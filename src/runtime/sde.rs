@@ -506,11 +506,62 @@ fn check<R: SdeRhs + ?Sized>(rhs: &R, u0: &[f64], opts: &SdeOptions) -> Result<(
     Ok(())
 }
 
-/// One trajectory of a lockstep solve.
-struct Lane {
-    path: GridPath,
-    zbuf: Vec<f64>,
-    zk: u64,
+/// Normals are drawn for this many steps at a time (one tight Philox loop per lane).
+const ZCHUNK: u64 = 256;
+
+/// The fixed steps of a solve: ends t0 + k·dt (the last one t1) and √h of each.
+struct FixedSteps {
+    t0: f64,
+    t1: f64,
+    dt: f64,
+    count: u64,
+    sqrt_dt: f64,
+    /// √h of the last (possibly shortened) step; every other step uses √dt (its
+    /// h = t_{k+1} − t_k may differ from dt in the last bit).
+    sqrt_last: f64,
+}
+
+impl FixedSteps {
+    fn new(o: &SdeOptions) -> FixedSteps {
+        let dt = o.dt.expect("validated: fixed-step methods have a dt");
+        let count = ((o.t1 - o.t0) / dt - 1e-9).ceil().max(1.0) as u64;
+        let mut s = FixedSteps {
+            t0: o.t0,
+            t1: o.t1,
+            dt,
+            count,
+            sqrt_dt: dt.sqrt(),
+            sqrt_last: 0.0,
+        };
+        s.sqrt_last = (o.t1 - s.time(count - 1)).sqrt();
+        s
+    }
+
+    #[inline]
+    fn time(&self, k: u64) -> f64 {
+        if k >= self.count {
+            self.t1
+        } else {
+            self.t0 + k as f64 * self.dt
+        }
+    }
+
+    #[inline]
+    fn sqrt_h(&self, k: u64) -> f64 {
+        if k + 1 < self.count {
+            self.sqrt_dt
+        } else {
+            self.sqrt_last
+        }
+    }
+}
+
+/// The lanes of a lockstep solve as one block, lane-major: lane l's state is
+/// `u[l·n..(l+1)·n]`, its increments `dw[l·m..(l+1)·m]`, its normals for the current chunk of
+/// steps `z[l·ZCHUNK·m..]`. Whole-block buffers are swapped once per step.
+struct LaneBlock {
+    n: usize,
+    m: usize,
     u: Vec<f64>,
     un: Vec<f64>,
     f: Vec<f64>,
@@ -519,16 +570,119 @@ struct Lane {
     w: Vec<f64>,
     wn: Vec<f64>,
     dw: Vec<f64>,
-    saver: Saver,
-    stats: Stats,
-    err: Option<SolveError>,
+    z: Vec<f64>,
+    paths: Vec<GridPath>,
+    savers: Vec<Saver>,
+    errs: Vec<Option<SolveError>>,
 }
 
-/// Normals are drawn for this many steps at a time (one tight Philox loop).
-const ZCHUNK: u64 = 256;
+impl LaneBlock {
+    fn new(u0: &[&[f64]], opts: &[SdeOptions], n: usize, m: usize, times: &[f64]) -> LaneBlock {
+        let lanes = u0.len();
+        let savers = u0
+            .iter()
+            .map(|u| {
+                let mut s = Saver::new(times.to_vec());
+                s.start(opts[0].t0, u, &vec![0.0; m]);
+                s
+            })
+            .collect();
+        LaneBlock {
+            n,
+            m,
+            u: u0.concat(),
+            un: vec![0.0; lanes * n],
+            f: vec![0.0; lanes * n],
+            gdw: vec![0.0; lanes * n],
+            mil: vec![0.0; lanes * n],
+            w: vec![0.0; lanes * m],
+            wn: vec![0.0; lanes * m],
+            dw: vec![0.0; lanes * m],
+            z: vec![0.0; lanes * ZCHUNK as usize * m],
+            paths: opts
+                .iter()
+                .map(|o| GridPath::new(o.seed, o.traj, m))
+                .collect(),
+            savers,
+            errs: vec![None; lanes],
+        }
+    }
+
+    /// Every live lane's normals for steps k .. k + ZCHUNK (fewer at the end).
+    fn draw(&mut self, k: u64, count: u64) {
+        let len = ZCHUNK.min(count - k) as usize * self.m;
+        let stride = ZCHUNK as usize * self.m;
+        for (l, path) in self.paths.iter_mut().enumerate() {
+            if self.errs[l].is_none() {
+                path.normals(k, &mut self.z[l * stride..l * stride + len]);
+            }
+        }
+    }
+
+    /// Lane l's step k: increments, one kernel call, the update. Returns whether the new
+    /// state is finite.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn step<R: SdeRhs + ?Sized>(
+        &mut self,
+        l: usize,
+        r: &mut R,
+        ta: f64,
+        h: f64,
+        sq: f64,
+        zk: usize,
+        milstein: bool,
+    ) -> bool {
+        let (n, m) = (self.n, self.m);
+        let z = &self.z[l * ZCHUNK as usize * m + zk * m..][..m];
+        let (dw, w, wn) = (
+            &mut self.dw[l * m..(l + 1) * m],
+            &self.w[l * m..(l + 1) * m],
+            &mut self.wn[l * m..(l + 1) * m],
+        );
+        for j in 0..m {
+            dw[j] = sq * z[j];
+            wn[j] = w[j] + dw[j];
+        }
+        let span = l * n..(l + 1) * n;
+        let (u, un) = (&self.u[span.clone()], &mut self.un[span.clone()]);
+        let (f, gdw) = (&mut self.f[span.clone()], &mut self.gdw[span.clone()]);
+        let mut finite = true;
+        if milstein {
+            let mil = &mut self.mil[span];
+            r.milstein(ta, u, dw, f, gdw, mil);
+            for i in 0..n {
+                un[i] = u[i] + f[i] * h + gdw[i] + mil[i];
+                finite &= un[i].is_finite();
+            }
+        } else {
+            r.ito(ta, u, dw, f, gdw);
+            for i in 0..n {
+                un[i] = u[i] + f[i] * h + gdw[i];
+                finite &= un[i].is_finite();
+            }
+        }
+        finite
+    }
+
+    /// Saves every live lane's rows due in (ta, tb].
+    #[cold]
+    fn save(&mut self, ta: f64, tb: f64) {
+        let (n, m) = (self.n, self.m);
+        for (l, saver) in self.savers.iter_mut().enumerate() {
+            if self.errs[l].is_none() {
+                let (us, ws) = (l * n..(l + 1) * n, l * m..(l + 1) * m);
+                let (u, un) = (&self.u[us.clone()], &self.un[us]);
+                saver.between(ta, tb, u, un, &self.w[ws.clone()], &self.wn[ws]);
+            }
+        }
+    }
+}
 
 /// Euler–Maruyama or Milstein on the grid path, lanes in lockstep (validated options, all
-/// equal but for the noise key).
+/// equal but for the noise key): per step, every lane's increments, kernel call and update,
+/// then the rows due (one test for all lanes: they share the save times) and one swap of
+/// the whole block.
 fn solve_lockstep<R: SdeRhs + ?Sized>(
     rhs: &mut [&mut R],
     u0: &[&[f64]],
@@ -536,102 +690,60 @@ fn solve_lockstep<R: SdeRhs + ?Sized>(
 ) -> Vec<Result<SdeSolution, SolveError>> {
     let o = &opts[0];
     let (n, m) = (rhs[0].dim(), rhs[0].noise_dim());
-    let (t0, t1) = (o.t0, o.t1);
-    let dt = o.dt.expect("validated: fixed-step methods have a dt");
-    let nsteps = ((t1 - t0) / dt - 1e-9).ceil().max(1.0) as u64;
-    let time = |k: u64| {
-        if k >= nsteps { t1 } else { t0 + k as f64 * dt }
-    };
-    let sqrt_dt = dt.sqrt();
-    // √h of the last (possibly shortened) step; every other step uses √dt (its
-    // h = t_{k+1} − t_k may differ from dt in the last bit).
-    let sqrt_last = (t1 - time(nsteps - 1)).sqrt();
+    let steps = FixedSteps::new(o);
     let times = o.save_times().expect("validated");
     let milstein = o.method == SdeMethod::Milstein;
-    let mut lanes: Vec<Lane> = opts
-        .iter()
-        .zip(u0)
-        .map(|(o, u0)| {
-            let mut saver = Saver::new(times.clone());
-            saver.start(t0, u0, &vec![0.0; m]);
-            Lane {
-                path: GridPath::new(o.seed, o.traj, m),
-                zbuf: Vec::new(),
-                zk: 0,
-                u: u0.to_vec(),
-                un: vec![0.0; n],
-                f: vec![0.0; n],
-                gdw: vec![0.0; n],
-                mil: vec![0.0; n],
-                w: vec![0.0; m],
-                wn: vec![0.0; m],
-                dw: vec![0.0; m],
-                saver,
-                stats: Stats::default(),
-                err: None,
+    let mut b = LaneBlock::new(u0, opts, n, m, &times);
+    let mut next_save = times.iter().take_while(|s| **s == o.t0).count();
+    for k in 0..steps.count {
+        let (ta, tb) = (steps.time(k), steps.time(k + 1));
+        let (h, sq) = (tb - ta, steps.sqrt_h(k));
+        if k >= o.max_steps {
+            let reason = FailReason::MaxSteps {
+                max_steps: o.max_steps,
+            };
+            for e in b.errs.iter_mut().filter(|e| e.is_none()) {
+                *e = Some(fail(ta, reason.clone(), lane_stats(k)));
             }
-        })
-        .collect();
-    for k in 0..nsteps {
-        let (ta, tb) = (time(k), time(k + 1));
-        let h = tb - ta;
-        let sq = if k + 1 < nsteps { sqrt_dt } else { sqrt_last };
-        for (l, r) in lanes.iter_mut().zip(rhs.iter_mut()) {
-            if l.err.is_some() {
-                continue;
-            }
-            if l.stats.steps >= o.max_steps {
-                l.err = Some(fail(
-                    ta,
-                    FailReason::MaxSteps {
-                        max_steps: o.max_steps,
-                    },
-                    l.stats,
-                ));
-                continue;
-            }
-            if k >= l.zk + ZCHUNK || l.zbuf.is_empty() {
-                l.zk = k;
-                l.zbuf.resize(ZCHUNK.min(nsteps - k) as usize * m, 0.0);
-                l.path.normals(k, &mut l.zbuf);
-            }
-            let z = &l.zbuf[(k - l.zk) as usize * m..(k - l.zk + 1) as usize * m];
-            for (j, zj) in z.iter().enumerate() {
-                l.dw[j] = sq * zj;
-                l.wn[j] = l.w[j] + l.dw[j];
-            }
-            if milstein {
-                r.milstein(ta, &l.u, &l.dw, &mut l.f, &mut l.gdw, &mut l.mil);
-                for i in 0..n {
-                    l.un[i] = l.u[i] + l.f[i] * h + l.gdw[i] + l.mil[i];
-                }
-            } else {
-                r.ito(ta, &l.u, &l.dw, &mut l.f, &mut l.gdw);
-                for i in 0..n {
-                    l.un[i] = l.u[i] + l.f[i] * h + l.gdw[i];
-                }
-            }
-            l.stats.rhs_evals += 1;
-            l.stats.steps += 1;
-            l.stats.accepted += 1;
-            if !l.un.iter().all(|x| x.is_finite()) {
-                l.err = Some(fail(ta, FailReason::NonFiniteState, l.stats));
-                continue;
-            }
-            if l.saver.pending_by(tb, h) {
-                l.saver.between(ta, tb, &l.u, &l.un, &l.w, &l.wn);
-            }
-            std::mem::swap(&mut l.u, &mut l.un);
-            std::mem::swap(&mut l.w, &mut l.wn);
+            break;
         }
+        if k % ZCHUNK == 0 {
+            b.draw(k, steps.count);
+        }
+        let zk = (k % ZCHUNK) as usize;
+        for (l, r) in rhs.iter_mut().enumerate() {
+            if b.errs[l].is_none() && !b.step(l, *r, ta, h, sq, zk, milstein) {
+                b.errs[l] = Some(fail(ta, FailReason::NonFiniteState, lane_stats(k + 1)));
+            }
+        }
+        if times.get(next_save).is_some_and(|&s| s <= tb + 1e-9 * h) {
+            b.save(ta, tb);
+            while times.get(next_save).is_some_and(|&s| s <= tb + 1e-9 * h) {
+                next_save += 1;
+            }
+        }
+        std::mem::swap(&mut b.u, &mut b.un);
+        std::mem::swap(&mut b.w, &mut b.wn);
     }
-    lanes
+    let stats = lane_stats(steps.count);
+    b.savers
         .into_iter()
-        .map(|l| match l.err {
+        .zip(b.errs)
+        .map(|(s, e)| match e {
             Some(e) => Err(e),
-            None => Ok(l.saver.finish(n, m, l.stats)),
+            None => Ok(s.finish(n, m, stats)),
         })
         .collect()
+}
+
+/// The work of `steps` fixed steps of one lane (one kernel call each).
+fn lane_stats(steps: u64) -> Stats {
+    Stats {
+        steps,
+        accepted: steps,
+        rhs_evals: steps,
+        ..Stats::default()
+    }
 }
 
 /// Saved rows.
@@ -805,13 +917,13 @@ fn fixed<R: SdeRhs + ?Sized>(
                 }
             }
             SdeMethod::ReversibleHeun => {
-                apply(&sig, &dw, n, m, diag, &mut gdw);
+                apply_diffusion(&sig, &dw, n, m, diag, &mut gdw);
                 for i in 0..n {
                     yhat_n[i] = 2.0 * u[i] - yhat[i] + mu[i] * h + gdw[i];
                 }
                 rhs.drift_diffusion(tb, &yhat_n, &mut mu_n, &mut sig_n);
                 stats.rhs_evals += 1;
-                apply(&sig_n, &dw, n, m, diag, &mut gdw_n);
+                apply_diffusion(&sig_n, &dw, n, m, diag, &mut gdw_n);
                 for i in 0..n {
                     un[i] = u[i] + 0.5 * (mu[i] + mu_n[i]) * h + 0.5 * (gdw[i] + gdw_n[i]);
                 }
@@ -837,7 +949,7 @@ fn fixed<R: SdeRhs + ?Sized>(
 }
 
 /// out = G·dw for G stored as its diagonal (`diag`) or column-major n × m.
-fn apply(g: &[f64], dw: &[f64], n: usize, m: usize, diag: bool, out: &mut [f64]) {
+pub fn apply_diffusion(g: &[f64], dw: &[f64], n: usize, m: usize, diag: bool, out: &mut [f64]) {
     if diag {
         for i in 0..n {
             out[i] = g[i] * dw[i];

@@ -11,7 +11,10 @@
 //!   `quadrature` (interpolating state, the parameter integral by Gauss–Legendre quadrature
 //!   per backward step).
 //!
-//! - [`sde`]: the discrete adjoint of Euler–Maruyama on a fixed Brownian path.
+//! - [`sde`]: gradients of SDE losses on a fixed Brownian path: the discrete adjoint of
+//!   Euler–Maruyama, and the choice among the SDE adjoints;
+//! - [`reversible_heun`]: the reversible-Heun adjoint (steps reconstructed backward from the
+//!   final state, O(1) memory in the number of steps) and its stored-steps twin.
 //!
 //! - [`dde`]: for delay models, the discrete adjoint of the method of steps; forward
 //!   sensitivities for them are [`forward::dde_gradient`].
@@ -23,6 +26,7 @@ pub mod continuous;
 pub mod dde;
 pub mod discrete;
 pub mod forward;
+pub mod reversible_heun;
 pub mod sde;
 
 use crate::backend::Kernel;
@@ -38,9 +42,13 @@ pub enum Sensitivity {
     Backsolve,
     Interpolating,
     Quadrature,
+    /// The reversible-Heun adjoint of an SDE (Kidger et al. 2021): the forward steps are
+    /// reconstructed backward from the final state. SDEs with `reversible_heun` only.
+    Reversible,
 }
 
 impl Sensitivity {
+    /// The ODE sensitivities (`reversible` is an SDE's only).
     pub const ALL: [Sensitivity; 5] = [
         Sensitivity::Forward,
         Sensitivity::Discrete,
@@ -56,11 +64,15 @@ impl Sensitivity {
             Sensitivity::Backsolve => "backsolve",
             Sensitivity::Interpolating => "interpolating",
             Sensitivity::Quadrature => "quadrature",
+            Sensitivity::Reversible => "reversible",
         }
     }
 
     pub fn from_name(s: &str) -> Option<Sensitivity> {
-        Sensitivity::ALL.into_iter().find(|m| m.name() == s)
+        Sensitivity::ALL
+            .into_iter()
+            .chain([Sensitivity::Reversible])
+            .find(|m| m.name() == s)
     }
 
     /// The `auto` choice: forward sensitivities while the augmented system stays small
@@ -208,6 +220,7 @@ impl<'a> Kernels<'a> {
     pub fn prepare(&self, method: Sensitivity) -> Result<(), GradientError> {
         match method {
             Sensitivity::Forward => self.forward().map(|_| ()),
+            Sensitivity::Reversible => Err(reversible_is_for_sdes()),
             _ if self.prog.is_dde() => self.dde_adjoint().map(|_| ()),
             _ => self.adjoint().map(|_| ()),
         }
@@ -321,6 +334,7 @@ pub fn gradient(
                 adjoint.seminorm,
             )
         }
+        Sensitivity::Reversible => Err(reversible_is_for_sdes()),
     }
 }
 
@@ -337,6 +351,12 @@ pub(crate) fn delays_are_constant(prog: &Program, p: &[f64]) -> Result<(), Gradi
         ))),
         None => Ok(()),
     }
+}
+
+fn reversible_is_for_sdes() -> GradientError {
+    GradientError::Unsupported(
+        "`reversible` is the reversible-Heun adjoint of an SDE; for an ODE use discrete, forward, backsolve, interpolating or quadrature".into(),
+    )
 }
 
 /// The VJP kernels of the adjoint methods: of the vector field,

@@ -9,19 +9,23 @@
 //! cotangents (h·λ, λ). Saved rows between steps are the runtime's linear interpolation and
 //! are differentiated as such.
 
-use super::{Gradient, GradientError, RowLoss, Start};
+use super::{Gradient, GradientError, RowLoss, Sensitivity, Start};
 use crate::backend::Kernel;
 use crate::program::Program;
 use crate::runtime::sde::{GridPath, SdeMethod, SdeOptions};
 use crate::runtime::{FailReason, SolveError, Stats};
 use std::sync::Arc;
 
-/// The fused Itô step kernel and its VJP.
+/// The kernels of the SDE adjoints: the fused Itô step and its VJP (Euler–Maruyama), the
+/// drift+diffusion VJP fused with its primal (reversible Heun), and the initial state's VJP.
 pub struct SdeKernels {
     /// `(t, u, p, dw) → (f_I, G·dw)`.
     pub step: Arc<dyn Kernel>,
     /// `(t, u, p, dw, wf, wgdw) → (gu, gp)`.
     pub step_vjp: Arc<dyn Kernel>,
+    /// `(t, u, p, wf, wg) → (f_S, G, gu, gp)`: the Stratonovich drift and the diffusion
+    /// (its diagonal for diagonal noise, else column-major n × m) with their VJP.
+    pub drift_diffusion_vjp: Arc<dyn Kernel>,
     pub initial_vjp: Arc<dyn Kernel>,
 }
 
@@ -33,15 +37,69 @@ impl SdeKernels {
             .as_ref()
             .ok_or("the model has no `brownian` noise")?;
         let vjp = crate::diff::vjp(&sde.step_ito, &["u", "p"], false);
+        let dd_vjp = crate::diff::vjp(&sde.drift_diffusion, &["u", "p"], true);
         let init = crate::diff::vjp(&prog.ir.initial, &["p"], false);
-        let ks = crate::backend::cranelift::compile_all(&[&sde.step_ito, &vjp, &init])
+        let ks = crate::backend::cranelift::compile_all(&[&sde.step_ito, &vjp, &dd_vjp, &init])
             .map_err(|e| e.to_string())?;
         let mut ks = ks.into_iter().map(|k| Arc::new(k) as Arc<dyn Kernel>);
         Ok(SdeKernels {
             step: ks.next().ok_or("missing kernel")?,
             step_vjp: ks.next().ok_or("missing kernel")?,
+            drift_diffusion_vjp: ks.next().ok_or("missing kernel")?,
             initial_vjp: ks.next().ok_or("missing kernel")?,
         })
+    }
+}
+
+/// The SDE sensitivities: `discrete` for euler_maruyama (this module) and reversible_heun
+/// (stored steps), `reversible` for reversible_heun (steps reconstructed backward).
+pub fn supports(method: SdeMethod, sensitivity: Sensitivity) -> bool {
+    matches!(
+        (method, sensitivity),
+        (SdeMethod::EulerMaruyama, Sensitivity::Discrete)
+            | (
+                SdeMethod::ReversibleHeun,
+                Sensitivity::Discrete | Sensitivity::Reversible
+            )
+    )
+}
+
+/// The `auto` sensitivity of an SDE method: `discrete` for euler_maruyama, `reversible` (O(1)
+/// memory in the number of steps) for reversible_heun; `None` for methods without one.
+pub fn auto(method: SdeMethod) -> Option<Sensitivity> {
+    match method {
+        SdeMethod::EulerMaruyama => Some(Sensitivity::Discrete),
+        SdeMethod::ReversibleHeun => Some(Sensitivity::Reversible),
+        _ => None,
+    }
+}
+
+/// The loss of trajectory (`opts.seed`, `opts.traj`) on its fixed Brownian path and its
+/// gradient by `sensitivity` (see [`supports`]).
+pub fn path_gradient(
+    prog: &Program,
+    kernels: &SdeKernels,
+    p: &[f64],
+    start: Start,
+    opts: &SdeOptions,
+    loss: &dyn RowLoss,
+    sensitivity: Sensitivity,
+) -> Result<Gradient, GradientError> {
+    use super::reversible_heun::{Backward, gradient as rh};
+    match (opts.method, sensitivity) {
+        (SdeMethod::EulerMaruyama, Sensitivity::Discrete) => {
+            gradient(prog, kernels, p, start, opts, loss)
+        }
+        (SdeMethod::ReversibleHeun, Sensitivity::Discrete) => {
+            rh(prog, kernels, p, start, opts, loss, Backward::Stored).map(|r| r.gradient)
+        }
+        (SdeMethod::ReversibleHeun, Sensitivity::Reversible) => {
+            rh(prog, kernels, p, start, opts, loss, Backward::Reconstruct).map(|r| r.gradient)
+        }
+        (m, s) => Err(GradientError::Unsupported(format!(
+            "no `{}` gradient through `{m}`: use euler_maruyama with discrete, or reversible_heun with reversible or discrete",
+            s.name()
+        ))),
     }
 }
 
@@ -146,7 +204,7 @@ pub fn gradient(
     })
 }
 
-fn invalid(t: f64, e: String) -> GradientError {
+pub(super) fn invalid(t: f64, e: String) -> GradientError {
     GradientError::Solve(SolveError {
         t,
         reason: FailReason::InvalidInput(e),
@@ -155,15 +213,15 @@ fn invalid(t: f64, e: String) -> GradientError {
 }
 
 /// The runtime's fixed steps: ends t0 + k·dt (the last one t1), √h of each.
-struct Steps {
-    t0: f64,
+pub(super) struct Steps {
+    pub(super) t0: f64,
     t1: f64,
     dt: f64,
-    count: u64,
+    pub(super) count: u64,
 }
 
 impl Steps {
-    fn new(o: &SdeOptions) -> Steps {
+    pub(super) fn new(o: &SdeOptions) -> Steps {
         let dt = o.dt.expect("validated: euler_maruyama has a dt");
         Steps {
             t0: o.t0,
@@ -173,7 +231,7 @@ impl Steps {
         }
     }
 
-    fn time(&self, k: u64) -> f64 {
+    pub(super) fn time(&self, k: u64) -> f64 {
         if k >= self.count {
             self.t1
         } else {
@@ -182,7 +240,7 @@ impl Steps {
     }
 
     /// Start, length and the √h the runtime scales step k's normals by.
-    fn at(&self, k: u64) -> (f64, f64, f64) {
+    pub(super) fn at(&self, k: u64) -> (f64, f64, f64) {
         let (ta, tb) = (self.time(k), self.time(k + 1));
         let sq = if k + 1 < self.count {
             self.dt.sqrt()
@@ -194,7 +252,7 @@ impl Steps {
 }
 
 /// A saved row as the runtime forms it: a step end, or (1 − θ)·u_k + θ·u_{k+1}.
-enum Row {
+pub(super) enum Row {
     End(usize),
     Between(usize, f64),
 }
@@ -224,7 +282,7 @@ impl Row {
 
 /// The row of each save time: those equal to t0 first, then the runtime saver's rule per
 /// step (within 1e-9 of a step of an end: that end).
-fn saved_rows(steps: &Steps, save: &[f64]) -> Vec<Row> {
+pub(super) fn saved_rows(steps: &Steps, save: &[f64]) -> Vec<Row> {
     let at_t0 = save.iter().take_while(|s| **s == steps.t0).count();
     let mut rows: Vec<Row> = (0..at_t0).map(|_| Row::End(0)).collect();
     let mut next = at_t0;

@@ -32,7 +32,11 @@ fn run<T: Real>(n: usize, adaptive: bool, precision: &str, repeat: usize) -> Res
     }
     let ctx = CudaContext::new(0).map_err(|e| e.to_string())?;
     let (maj, min) = ctx.compute_capability().map_err(|e| e.to_string())?;
-    let real = if precision == "f32" { "float" } else { "double" };
+    let real = if precision == "f32" {
+        "float"
+    } else {
+        "double"
+    };
     let src = format!(
         "#define REAL {real}\n{}",
         include_str!("../bench/gpu/lorenz_tsit5.cu")
@@ -59,18 +63,30 @@ fn run<T: Real>(n: usize, adaptive: bool, precision: &str, repeat: usize) -> Res
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
         if adaptive {
-            let f = module.load_function("ndec_hw_adaptive").map_err(|e| e.to_string())?;
+            let f = module
+                .load_function("ndec_hw_adaptive")
+                .map_err(|e| e.to_string())?;
             let tol = T::of(1e-8);
             let mut l = stream.launch_builder(&f);
-            l.arg(&n_i).arg(&d_rhos).arg(&tol).arg(&mut out).arg(&mut steps);
+            l.arg(&n_i)
+                .arg(&d_rhos)
+                .arg(&tol)
+                .arg(&mut out)
+                .arg(&mut steps);
             // SAFETY: ndec_hw_adaptive(long long n, const real* rhos, real tol, real* out,
             // long long* steps): rhos has n entries, out 3n, steps n; threads k >= n return.
             unsafe { l.launch(cfg) }.map_err(|e| e.to_string())?;
         } else {
-            let f = module.load_function("ndec_hw_fixed").map_err(|e| e.to_string())?;
+            let f = module
+                .load_function("ndec_hw_fixed")
+                .map_err(|e| e.to_string())?;
             let (dt, n_steps) = (T::of(1e-3), 1000i64);
             let mut l = stream.launch_builder(&f);
-            l.arg(&n_i).arg(&d_rhos).arg(&dt).arg(&n_steps).arg(&mut out);
+            l.arg(&n_i)
+                .arg(&d_rhos)
+                .arg(&dt)
+                .arg(&n_steps)
+                .arg(&mut out);
             // SAFETY: ndec_hw_fixed(long long n, const real* rhos, real dt, long long n_steps,
             // real* out): rhos has n entries, out 3n; threads k >= n return.
             unsafe { l.launch(cfg) }.map_err(|e| e.to_string())?;

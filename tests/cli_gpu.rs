@@ -29,7 +29,16 @@ fn driver_present() -> bool {
 #[test]
 fn run_on_cuda_without_a_driver_exits_4_with_the_reason() {
     let lorenz = model("examples/lorenz.nde");
-    let args = ["run", &lorenz, "--t1", "1", "--ensemble", "4", "--device", "cuda"];
+    let args = [
+        "run",
+        &lorenz,
+        "--t1",
+        "1",
+        "--ensemble",
+        "4",
+        "--device",
+        "cuda",
+    ];
     let o = ndec(&args, &[]);
     let err = text(&o.stderr);
     assert!(!err.contains("panicked"), "{err}");
@@ -61,12 +70,29 @@ fn compile_emits_cuda_c_for_every_kernel_and_rejects_mismatched_targets() {
     let o = ndec(&["compile", &lv, "--emit", "cuda"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let c = text(&o.stdout);
-    for k in ["vector_field", "initial", "outputs", "jacobian", "jvp", "vjp", "initial_vjp"] {
-        assert!(c.contains(&format!("__device__ void ndec_{k}(")), "{k} missing");
-        assert!(c.contains(&format!("__global__ void ndec_{k}_batch(")), "{k} batch missing");
+    for k in [
+        "vector_field",
+        "initial",
+        "outputs",
+        "jacobian",
+        "jvp",
+        "vjp",
+        "initial_vjp",
+    ] {
+        assert!(
+            c.contains(&format!("__device__ void ndec_{k}(")),
+            "{k} missing"
+        );
+        assert!(
+            c.contains(&format!("__global__ void ndec_{k}_batch(")),
+            "{k} batch missing"
+        );
     }
     assert!(c.contains("double") && !c.contains("float"));
-    let o = ndec(&["compile", &lv, "--emit", "cuda", "--precision", "f32"], &[]);
+    let o = ndec(
+        &["compile", &lv, "--emit", "cuda", "--precision", "f32"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert!(!text(&o.stdout).contains("double"));
     let o = ndec(&["compile", &lv, "--emit", "cuda", "--target", "cpu"], &[]);
@@ -92,9 +118,15 @@ fn emit_ptx_without_libnvrtc_is_exit_4_and_with_it_is_ptx() {
         Some(4) => assert!(err.contains("libnvrtc"), "{err}"),
         c => panic!("exit {c:?}: {err}"),
     }
-    let lib = format!("{}/target/nvrtc/nvidia/cuda_nvrtc/lib", env!("CARGO_MANIFEST_DIR"));
+    let lib = format!(
+        "{}/target/nvrtc/nvidia/cuda_nvrtc/lib",
+        env!("CARGO_MANIFEST_DIR")
+    );
     if std::path::Path::new(&lib).join("libnvrtc.so.12").exists() {
-        let o = ndec(&["compile", &lv, "--emit", "ptx"], &[("NDEC_NVRTC_DIR", &lib)]);
+        let o = ndec(
+            &["compile", &lv, "--emit", "ptx"],
+            &[("NDEC_NVRTC_DIR", &lib)],
+        );
         assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
         let ptx = text(&o.stdout);
         assert!(ptx.contains(".version") && ptx.contains(".entry ndec_jacobian_batch"));

@@ -32,7 +32,14 @@ fn run_host(name: &str, src: &str) -> Option<String> {
     std::fs::write(&cpp, src).unwrap();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let status = Command::new(&cxx)
-        .args(["-std=c++14", "-O1", "-ffp-contract=off", "-fno-fast-math", "-w", "-include"])
+        .args([
+            "-std=c++14",
+            "-O1",
+            "-ffp-contract=off",
+            "-fno-fast-math",
+            "-w",
+            "-include",
+        ])
         .arg(manifest().join("tests/cuda_host/shim.h"))
         .arg("-o")
         .arg(&exe)
@@ -119,7 +126,7 @@ fn erk_matches_cpu(path: &str, opts: &SolveOptions, n: usize) -> Option<()> {
     let mut main = src;
     main.push_str(&arr("const double", "u0", &us));
     main.push_str(&arr("const double", "pp", &ps));
-    main.push_str(&arr("const double", "atol", &a.atol));
+    main.push_str(&arr("const double", "atol_v", &a.atol));
     main.push_str(&arr("const double", "save_t", &a.save_t));
     let total = n * ns * dim;
     let _ = writeln!(
@@ -136,7 +143,7 @@ fn erk_matches_cpu(path: &str, opts: &SolveOptions, n: usize) -> Option<()> {
         )
     } else {
         format!(
-            "ndec_erk_adaptive({n}, u0, pp, {:?}, {:?}, {:?}, {:?}, atol, {:?}, {:?}, save_t, {ns}, {}, out, stats, status, t_end)",
+            "ndec_erk_adaptive({n}, u0, pp, {:?}, {:?}, {:?}, {:?}, atol_v, {:?}, {:?}, save_t, {ns}, {}, out, stats, status, t_end)",
             a.t0, a.t1, a.dt, a.rtol, a.hmax, a.dtmin, a.max_steps
         )
     };
@@ -161,8 +168,16 @@ fn erk_matches_cpu(path: &str, opts: &SolveOptions, n: usize) -> Option<()> {
         assert_eq!(got.status[k], 0, "{name} trajectory {k}: status");
         assert_eq!(sol.t, a.save_t, "{name}: save times");
         let st = &got.stats[4 * k..4 * k + 4];
-        let want = [sol.stats.steps, sol.stats.accepted, sol.stats.rejected, sol.stats.rhs_evals];
-        assert_eq!(st, want, "{name} trajectory {k}: steps, accepted, rejected, rhs_evals");
+        let want = [
+            sol.stats.steps,
+            sol.stats.accepted,
+            sol.stats.rejected,
+            sol.stats.rhs_evals,
+        ];
+        assert_eq!(
+            st, want,
+            "{name} trajectory {k}: steps, accepted, rejected, rhs_evals"
+        );
         for (i, x) in sol.u.iter().enumerate() {
             let g = got.out[k * ns * dim + i];
             assert_eq!(
@@ -234,7 +249,10 @@ fn device_normals_are_the_cpus_ziggurat_normals() {
         return;
     };
     let mut g = Gaussians::new(Stream::new(seed, stream));
-    let got: Vec<u64> = text.lines().map(|l| u64::from_str_radix(l, 16).unwrap()).collect();
+    let got: Vec<u64> = text
+        .lines()
+        .map(|l| u64::from_str_radix(l, 16).unwrap())
+        .collect();
     assert_eq!(got.len(), n);
     let mut tails = 0;
     for (j, b) in got.iter().enumerate() {
@@ -325,7 +343,17 @@ fn euler_maruyama_and_milstein_replay_the_cpu_paths_bit_for_bit() {
     if sde_matches_cpu("tests/data/ok/sde_gbm.nde", SdeMethod::EulerMaruyama, 4, 0).is_none() {
         return;
     }
-    sde_matches_cpu("tests/data/ok/sde_heston.nde", SdeMethod::EulerMaruyama, 3, 17);
+    sde_matches_cpu(
+        "tests/data/ok/sde_heston.nde",
+        SdeMethod::EulerMaruyama,
+        3,
+        17,
+    );
     sde_matches_cpu("tests/data/ok/sde_diagonal.nde", SdeMethod::Milstein, 3, 2);
-    sde_matches_cpu("tests/data/ok/sde_neural.nde", SdeMethod::EulerMaruyama, 2, 5);
+    sde_matches_cpu(
+        "tests/data/ok/sde_neural.nde",
+        SdeMethod::EulerMaruyama,
+        2,
+        5,
+    );
 }

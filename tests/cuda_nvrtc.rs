@@ -2,7 +2,9 @@
 //! and f32, and any NVRTC error fails the test: one translation unit per model and
 //! precision holding every kernel of the ABI (device function + batch wrapper) and the
 //! model's ensemble stepper (tsit5 for an ODE, euler_maruyama/milstein for an SDE); then
-//! every other explicit method's stepper on one model; then the PTX cache.
+//! every other explicit method's stepper on one model; then the PTX cache. The bulk checks
+//! compile with `--Ofast-compile=max` (full front end and PTX generation, little
+//! optimisation: seconds instead of minutes); one stepper is also compiled fully optimised.
 //!
 //! libnvrtc comes from `$NDEC_NVRTC_DIR`, else from target/nvrtc, else this test runs
 //! scripts/install-nvrtc.sh (PyPI's nvidia-cuda-nvrtc-cu12, ~90 MB, cached in target/nvrtc).
@@ -38,7 +40,10 @@ fn find_nvrtc() -> Result<(), String> {
     if cuda::preload_nvrtc(&lib) {
         return Ok(());
     }
-    eprintln!("cuda_nvrtc: installing libnvrtc from PyPI into {}", dest.display());
+    eprintln!(
+        "cuda_nvrtc: installing libnvrtc from PyPI into {}",
+        dest.display()
+    );
     let out = std::process::Command::new("sh")
         .arg(manifest().join("scripts/install-nvrtc.sh"))
         .arg(&dest)
@@ -54,20 +59,29 @@ fn find_nvrtc() -> Result<(), String> {
     if cuda::preload_nvrtc(&lib) {
         Ok(())
     } else {
-        Err(format!("installed, but {} does not load", lib.join("libnvrtc.so.12").display()))
+        Err(format!(
+            "installed, but {} does not load",
+            lib.join("libnvrtc.so.12").display()
+        ))
     }
 }
 
 /// Whether to go on: NVRTC is loadable; skips (loudly) only with NDEC_SKIP_NVRTC=1.
 fn nvrtc() -> bool {
     static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = FOUND.get_or_init(|| find_nvrtc().and_then(|()| {
-        cuda::nvrtc_available().then_some(()).ok_or_else(|| "libnvrtc does not load".into())
-    }));
+    let r = FOUND.get_or_init(|| {
+        find_nvrtc().and_then(|()| {
+            cuda::nvrtc_available()
+                .then_some(())
+                .ok_or_else(|| "libnvrtc does not load".into())
+        })
+    });
     match r {
         Ok(()) => true,
         Err(why) if std::env::var_os("NDEC_SKIP_NVRTC").is_some_and(|v| v == "1") => {
-            eprintln!("\n!!!! SKIPPED (NDEC_SKIP_NVRTC=1): {why}; emitted CUDA C was NOT checked !!!!\n");
+            eprintln!(
+                "\n!!!! SKIPPED (NDEC_SKIP_NVRTC=1): {why}; emitted CUDA C was NOT checked !!!!\n"
+            );
             false
         }
         Err(why) => panic!(
@@ -104,7 +118,8 @@ fn compile_all(jobs: &[Job]) -> Vec<(String, Precision, usize, Result<String, St
                     chunk
                         .iter()
                         .map(|(n, p, k, text)| {
-                            let r = cuda::compile_ptx(text, n).map_err(|e| e.to_string());
+                            let r = cuda::compile_ptx_with(text, n, "compute_80", true)
+                                .map_err(|e| e.to_string());
                             (n.clone(), *p, *k, r)
                         })
                         .collect::<Vec<_>>()
@@ -123,13 +138,20 @@ fn check_results(results: &[(String, Precision, usize, Result<String, String>)])
         match r {
             Ok(ptx) => {
                 let entries = ptx.matches(".visible .entry ndec_").count();
-                assert_eq!(entries, *k, "{name} {p:?}: {entries} entry points, expected {k}");
+                assert_eq!(
+                    entries, *k,
+                    "{name} {p:?}: {entries} entry points, expected {k}"
+                );
                 kernels += k;
             }
             Err(e) => failures.push(format!("{name} ({p:?}): {e}")),
         }
     }
-    assert!(failures.is_empty(), "NVRTC errors:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "NVRTC errors:\n{}",
+        failures.join("\n")
+    );
     kernels
 }
 
@@ -157,7 +179,8 @@ fn every_kernel_and_stepper_of_every_model_compiles_to_ptx() {
         for p in [Precision::F64, Precision::F32] {
             let stem = src.stem();
             let with_stepper = if l.sde.is_some() {
-                stepper::sde_module_with(&stem, &l, p, true).map(|t| (t, stepper::SDE_ENTRIES.len()))
+                stepper::sde_module_with(&stem, &l, p, true)
+                    .map(|t| (t, stepper::SDE_ENTRIES.len()))
             } else {
                 stepper::erk_module_with(&stem, &l, Method::Tsit5, p, true)
                     .map(|t| (t, stepper::ERK_ENTRIES.len()))
@@ -167,7 +190,12 @@ fn every_kernel_and_stepper_of_every_model_compiles_to_ptx() {
                 // Delay and input models have no GPU stepper: their kernels alone.
                 Err(_) => {
                     abi_only.push(name.clone());
-                    jobs.push((name.clone(), p, n_abi, cuda::module_source(&stem, &cuda::model_kernels(&l), p)));
+                    jobs.push((
+                        name.clone(),
+                        p,
+                        n_abi,
+                        cuda::module_source(&stem, &cuda::model_kernels(&l), p),
+                    ));
                 }
             }
         }
@@ -207,9 +235,17 @@ fn every_explicit_methods_stepper_compiles_to_ptx() {
     }
     // vern7 and the implicit methods have no GPU stepper: an error, not bad code.
     for m in [Method::Vern7, Method::Rosenbrock23, Method::Bdf] {
-        assert!(stepper::erk_module("lorenz", &l, m, Precision::F64).is_err(), "{m}");
+        assert!(
+            stepper::erk_module("lorenz", &l, m, Precision::F64).is_err(),
+            "{m}"
+        );
     }
     check_results(&compile_all(&jobs));
+    // The optimised build the runtime uses, once (it is the slow one: tens of seconds for a
+    // neural model, about a second for Lorenz).
+    let t = stepper::erk_module("lorenz", &l, Method::Tsit5, Precision::F64).unwrap();
+    let ptx = cuda::compile_ptx(&t, "lorenz_opt").unwrap();
+    assert!(ptx.contains(".entry ndec_erk_adaptive") && ptx.contains(".entry ndec_erk_fixed"));
 }
 
 #[test]
@@ -222,7 +258,10 @@ fn compiled_ptx_is_cached_by_source_hash() {
     let src = "extern \"C\" __global__ void ndec_probe(double* x) { x[0] = 1.0; }\n";
     let (a, hit_a) = cached_ptx_in(&dir, src, "probe", "compute_80").unwrap();
     let (b, hit_b) = cached_ptx_in(&dir, src, "probe", "compute_80").unwrap();
-    assert!(!hit_a && hit_b, "first compile then cache hit ({hit_a}, {hit_b})");
+    assert!(
+        !hit_a && hit_b,
+        "first compile then cache hit ({hit_a}, {hit_b})"
+    );
     assert_eq!(a, b);
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
     let other = src.replace("1.0", "2.0");

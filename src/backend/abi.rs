@@ -66,9 +66,15 @@ pub fn kernels(l: &Lowered) -> Vec<AbiKernel> {
         ks.push(k("jvp", crate::diff::jvp(f, &up, false)));
         ks.push(k("vjp", crate::diff::vjp(f, &up, false)));
         let o = &l.outputs;
-        ks.push(k("outputs_vjp", crate::diff::vjp(o, &wrt(o, &["u", "p"]), false)));
+        ks.push(k(
+            "outputs_vjp",
+            crate::diff::vjp(o, &wrt(o, &["u", "p"]), false),
+        ));
         let i = &l.initial;
-        ks.push(k("initial_vjp", crate::diff::vjp(i, &wrt(i, &["p"]), false)));
+        ks.push(k(
+            "initial_vjp",
+            crate::diff::vjp(i, &wrt(i, &["p"]), false),
+        ));
     }
     if l.delays.outputs.first().is_some_and(|(b, _)| b.len > 0) {
         ks.push(k("delays", l.delays.clone()));
@@ -83,7 +89,10 @@ pub fn kernels(l: &Lowered) -> Vec<AbiKernel> {
         ks.push(k("sde_milstein", sde.step_milstein.clone()));
         ks.push(k("sde_diffusion", sde.drift_diffusion.clone()));
         let s = &sde.step_ito;
-        ks.push(k("sde_ito_vjp", crate::diff::vjp(s, &wrt(s, &["u", "p"]), false)));
+        ks.push(k(
+            "sde_ito_vjp",
+            crate::diff::vjp(s, &wrt(s, &["u", "p"]), false),
+        ));
     }
     ks
 }
@@ -124,7 +133,10 @@ mod tests {
     #[test]
     fn the_jacobian_is_the_one_the_solvers_compile() {
         let l = lower("param a = 1\nstate x = 1\nstate y = 2\nx' = -a*x*y\ny' = x\n");
-        let jac = kernels(&l).into_iter().find(|k| k.name == "jacobian").unwrap();
+        let jac = kernels(&l)
+            .into_iter()
+            .find(|k| k.name == "jacobian")
+            .unwrap();
         assert_eq!(
             jac.function,
             crate::diff::jacobian_dense(&l.vector_field, "u", false)

@@ -1,9 +1,9 @@
 //! `ndec compile MODEL.nde --emit …`
 
 use super::{CliResult, Failure, diagnostics_failure, read_model, write_output};
+use crate::backend::cuda::{self, Precision};
 use crate::driver;
 use crate::driver::Source;
-use crate::backend::cuda::{self, Precision};
 use crate::ir::LowerError;
 use crate::syntax::print;
 use std::path::PathBuf;

@@ -142,14 +142,19 @@ impl<'a> Emitter<'a> {
                 s.places[i] == Place::Fused
                     && !matches!(
                         f.nodes[i],
-                        Node::Concat(_) | Node::MatVec { .. } | Node::MatTVec { .. } | Node::Outer(..)
+                        Node::Concat(_)
+                            | Node::MatVec { .. }
+                            | Node::MatTVec { .. }
+                            | Node::Outer(..)
                     )
             })
             .collect();
         let mut taken = vec![];
         let arg_names = unique_names(f.args.iter().map(|a| ident(&a.name)), &mut taken);
         let out_names = unique_names(
-            f.outputs.iter().map(|(b, _)| format!("out_{}", ident(&b.name))),
+            f.outputs
+                .iter()
+                .map(|(b, _)| format!("out_{}", ident(&b.name))),
             &mut taken,
         );
         Emitter {
@@ -207,7 +212,9 @@ impl<'a> Emitter<'a> {
         match f.node(id) {
             Node::Const(b) => self.lit(f64::from_bits(*b)),
             Node::Arg(_) => self.at(id, ix),
-            Node::Iota { start, .. } => format!("({})({})", self.ty(), ix.scale_add(1, *start).render()),
+            Node::Iota { start, .. } => {
+                format!("({})({})", self.ty(), ix.scale_add(1, *start).render())
+            }
             Node::Index { v, k } => self.at(*v, &Ix::constant(*k as i64)),
             Node::Gather {
                 v, start, stride, ..
@@ -289,7 +296,14 @@ impl<'a> Emitter<'a> {
     }
 
     /// Emits `acc = Σ_k term(k)` in order from the first term (`0` when there are none).
-    fn reduction(&mut self, indent: usize, acc: &str, n: usize, var: &'static str, term: impl Fn(&Self, &Ix) -> String) {
+    fn reduction(
+        &mut self,
+        indent: usize,
+        acc: &str,
+        n: usize,
+        var: &'static str,
+        term: impl Fn(&Self, &Ix) -> String,
+    ) {
         if n == 0 {
             let z = self.lit(0.0);
             self.line(indent, &format!("{acc} = {z};"));
@@ -346,7 +360,13 @@ impl<'a> Emitter<'a> {
                 None => self.line(1, &format!("{ty} {name}[{len}];")),
             }
         }
-        let dst = |ix: &str| if scalar { name.clone() } else { format!("{name}[{ix}]") };
+        let dst = |ix: &str| {
+            if scalar {
+                name.clone()
+            } else {
+                format!("{name}[{ix}]")
+            }
+        };
         match f.node(id).clone() {
             Node::Sum(x) => {
                 let n = f.len_of(x);
@@ -360,7 +380,11 @@ impl<'a> Emitter<'a> {
             }
             Node::MatVec { m, x, rows, cols } => {
                 let (rows, cols) = (rows as usize, cols as usize);
-                let row = if rows == 1 { Ix::constant(0) } else { Ix::var("r") };
+                let row = if rows == 1 {
+                    Ix::constant(0)
+                } else {
+                    Ix::var("r")
+                };
                 if rows > 1 {
                     self.line(1, &Self::for_head("r", 0, rows));
                 }
@@ -380,7 +404,11 @@ impl<'a> Emitter<'a> {
             }
             Node::MatTVec { m, y, rows, cols } => {
                 let (rows, cols) = (rows as usize, cols as usize);
-                let col = if cols == 1 { Ix::constant(0) } else { Ix::var("c") };
+                let col = if cols == 1 {
+                    Ix::constant(0)
+                } else {
+                    Ix::var("c")
+                };
                 if cols > 1 {
                     self.line(1, &Self::for_head("c", 0, cols));
                 }
@@ -444,7 +472,10 @@ impl<'a> Emitter<'a> {
         let ty = self.ty();
         for (k, a) in f.args.iter().enumerate() {
             let n = &self.arg_names[k];
-            self.line(1, &format!("const {ty}* const {n} = args[{k}]; /* {} */", a.len));
+            self.line(
+                1,
+                &format!("const {ty}* const {n} = args[{k}]; /* {} */", a.len),
+            );
         }
         for (k, (b, _)) in f.outputs.iter().enumerate() {
             let n = self.out_names[k].clone();
@@ -488,7 +519,11 @@ impl<'a> Emitter<'a> {
         let _ = writeln!(
             text,
             "({}) = f({}); scratch {} */",
-            sig(f.outputs.iter().map(|(b, _)| (b.name.as_str(), b.len)).collect()),
+            sig(f
+                .outputs
+                .iter()
+                .map(|(b, _)| (b.name.as_str(), b.len))
+                .collect()),
             sig(f.args.iter().map(|b| (b.name.as_str(), b.len)).collect()),
             self.s.scratch_len
         );

@@ -334,7 +334,12 @@ fn download<T: Real>(
     save_t: Vec<f64>,
 ) -> Result<Ensemble, GpuError> {
     let s = &gpu.stream;
-    let mut out: Vec<f64> = s.clone_dtoh(&b.out).map_err(drv)?.into_iter().map(T::to).collect();
+    let mut out: Vec<f64> = s
+        .clone_dtoh(&b.out)
+        .map_err(drv)?
+        .into_iter()
+        .map(T::to)
+        .collect();
     out.truncate(n * save_t.len() * dim);
     let stats = s.clone_dtoh(&b.stats).map_err(drv)?;
     Ok(Ensemble {
@@ -346,7 +351,12 @@ fn download<T: Real>(
             .map(|c| [c[0] as u64, c[1] as u64, c[2] as u64, c[3] as u64])
             .collect(),
         status: s.clone_dtoh(&b.status).map_err(drv)?,
-        t_end: s.clone_dtoh(&b.t_end).map_err(drv)?.into_iter().map(T::to).collect(),
+        t_end: s
+            .clone_dtoh(&b.t_end)
+            .map_err(drv)?
+            .into_iter()
+            .map(T::to)
+            .collect(),
         compile_ms: 0.0,
         solve_ms: 0.0,
     })
@@ -403,9 +413,17 @@ fn erk_typed<T: Real>(
     ps: &[f64],
     u0s: &[f64],
 ) -> Result<Ensemble, GpuError> {
-    let dim = l.vector_field.args.iter().find(|a| a.name == "u").map_or(0, |a| a.len);
+    let dim = l
+        .vector_field
+        .args
+        .iter()
+        .find(|a| a.name == "u")
+        .map_or(0, |a| a.len);
     let np = l.layout.len;
-    let n = if dim > 0 { u0s.len() / dim } else { ps.len() / np.max(1) };
+    let n = u0s
+        .len()
+        .checked_div(dim)
+        .unwrap_or_else(|| ps.len() / np.max(1));
     check_inputs(n, ps, np, u0s, dim)?;
     let a = ErkArgs::new(opts, dim, prec)?;
     let src = stepper::erk_module(model, l, opts.method, prec)?;
@@ -414,9 +432,19 @@ fn erk_typed<T: Real>(
     let mut b = upload::<T>(gpu, n, dim, ps, u0s, &a.save_t)?;
     let atol = gpu
         .stream
-        .clone_htod(&a.atol.iter().map(|&x| T::of(x)).chain([T::default()]).collect::<Vec<T>>())
+        .clone_htod(
+            &a.atol
+                .iter()
+                .map(|&x| T::of(x))
+                .chain([T::default()])
+                .collect::<Vec<T>>(),
+        )
         .map_err(drv)?;
-    let entry = if a.fixed { "ndec_erk_fixed" } else { "ndec_erk_adaptive" };
+    let entry = if a.fixed {
+        "ndec_erk_fixed"
+    } else {
+        "ndec_erk_adaptive"
+    };
     let f = module.load_function(entry).map_err(drv)?;
     let (n_i, ns) = (n as i64, a.save_t.len() as i32);
     let (t0, t1, dt, rtol, hmax, dtmin) = (
@@ -492,7 +520,7 @@ fn sde_typed<T: Real>(
         return Err(GpuError::Unsupported("the model has no noise".into()));
     };
     let (dim, np) = (sde.n, l.layout.len);
-    let n = if dim > 0 { u0s.len() / dim } else { 0 };
+    let n = u0s.len().checked_div(dim).unwrap_or(0);
     check_inputs(n, ps, np, u0s, dim)?;
     let a = SdeArgs::new(opts, sde)?;
     let src = stepper::sde_module(model, l, prec)?;
@@ -568,7 +596,10 @@ mod tests {
         // per trajectory (3 + 2 + 15 + 1)·8 + 32 + 4 = 204 bytes, plus (5 + 3)·8 shared.
         assert_eq!(ensemble_bytes(10, 3, 2, 5, Precision::F64), 10 * 204 + 64);
         assert_eq!(ensemble_bytes(10, 3, 2, 5, Precision::F32), 10 * 120 + 32);
-        assert_eq!(ensemble_bytes(usize::MAX, 3, 2, 5, Precision::F64), usize::MAX);
+        assert_eq!(
+            ensemble_bytes(usize::MAX, 3, 2, 5, Precision::F64),
+            usize::MAX
+        );
     }
 
     #[test]

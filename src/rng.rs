@@ -93,12 +93,20 @@ pub struct Gaussians {
 }
 
 const ZIG_C: usize = 128;
-const ZIG_R: f64 = 3.442_619_855_899;
+/// The ziggurat's tail boundary R (the CUDA steppers embed it, see [`ziggurat_tables`]).
+pub const ZIG_R: f64 = 3.442_619_855_899;
 const ZIG_V: f64 = 9.912_563_035_262_17e-3;
 
 struct ZigTables {
     x: [f64; ZIG_C + 1],
     r: [f64; ZIG_C],
+}
+
+/// The ziggurat's layer abscissae x[0..=128] and ratios r[i] = x[i+1]/x[i], as this process
+/// computed them: the CUDA steppers embed these exact numbers so their normals are the CPU's.
+pub fn ziggurat_tables() -> (&'static [f64; ZIG_C + 1], &'static [f64; ZIG_C]) {
+    let t = zig_tables();
+    (&t.x, &t.r)
 }
 
 fn zig_tables() -> &'static ZigTables {

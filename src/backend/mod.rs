@@ -1,11 +1,14 @@
 //! Back ends: turn IR functions into something that computes.
 //!
 //! `interp` is the reference semantics (every other back end is tested against it bit
-//! for bit); `cranelift` compiles to native code. Both implement the kernel ABI of
-//! [`Kernel`]: input buffers and output buffers of fixed f64 lengths. Owns code
+//! for bit); `cranelift` compiles to native code; `cuda` emits CUDA C (compiled to PTX by
+//! NVRTC) and runs ensembles on a GPU. All implement the kernel ABI of [`Kernel`] (input
+//! and output buffers of fixed f64 lengths) over the kernel set of [`abi`]. Owns code
 //! generation and calling generated code; must never parse, check or solve.
 
+pub mod abi;
 pub mod cranelift;
+pub mod cuda;
 pub mod interp;
 pub mod schedule;
 

@@ -1,6 +1,7 @@
 //! `ndec compile MODEL.nde --emit …`
 
 use super::{CliResult, Failure, diagnostics_failure, read_model, write_output};
+use crate::backend::cuda::{self, Precision};
 use crate::driver;
 use crate::driver::Source;
 use crate::ir::LowerError;
@@ -21,6 +22,18 @@ pub enum Emit {
     Vjp,
     /// The Cranelift IR of the vector field.
     Clif,
+    /// CUDA C of every kernel of the model (`--target cuda`).
+    Cuda,
+    /// PTX of every kernel, compiled from the CUDA C by NVRTC (`--target cuda`; needs libnvrtc).
+    Ptx,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Native code through Cranelift.
+    Cpu,
+    /// CUDA C for NVIDIA GPUs (emitted text and PTX only; nothing runs on a GPU yet).
+    Cuda,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,9 +46,31 @@ pub struct CompileArgs {
     /// Write to this file instead of stdout.
     #[arg(short = 'o', long = "output")]
     pub output: Option<PathBuf>,
+    /// The back end the emitted code is for (`--emit cuda|ptx` imply `cuda`).
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+    /// Floating-point type of emitted CUDA C.
+    #[arg(long, value_enum, default_value = "f64")]
+    pub precision: Precision,
 }
 
 pub fn run(a: CompileArgs) -> CliResult {
+    let gpu_emit = matches!(a.emit, Emit::Cuda | Emit::Ptx);
+    if gpu_emit && a.target == Some(Target::Cpu) {
+        return Err(Failure::usage(
+            "error: --emit cuda and --emit ptx are CUDA output: use --target cuda",
+        ));
+    }
+    if a.target == Some(Target::Cuda) && a.emit == Emit::Clif {
+        return Err(Failure::usage(
+            "error: --emit clif is Cranelift IR, for --target cpu; use --emit cuda or ptx",
+        ));
+    }
+    if a.precision != Precision::F64 && !gpu_emit {
+        return Err(Failure::usage(
+            "error: --precision applies to --emit cuda and --emit ptx only",
+        ));
+    }
     let src = read_model(&a.model)?;
     let text = match a.emit {
         Emit::Ast => {
@@ -59,6 +94,22 @@ pub fn run(a: CompileArgs) -> CliResult {
                 text.push_str(&lowered.history.to_text());
             }
             text
+        }
+        Emit::Cuda | Emit::Ptx => {
+            let model = driver::check(&src).map_err(|d| diagnostics_failure(&src, &d))?;
+            let lowered = driver::lower(&model).map_err(|e| lower_failure(&src, e))?;
+            let name = src.stem();
+            let text = cuda::module_source(&name, &cuda::model_kernels(&lowered), a.precision);
+            if a.emit == Emit::Ptx {
+                cuda::compile_ptx(&text, &name).map_err(|e| match e {
+                    cuda::NvrtcError::Missing(m) => Failure::unavailable(format!("error: {m}")),
+                    e @ cuda::NvrtcError::Compile(_) => {
+                        Failure::unavailable(format!("error: internal: {e}"))
+                    }
+                })?
+            } else {
+                text
+            }
         }
         Emit::Jacobian | Emit::Jvp | Emit::Vjp | Emit::Clif => {
             let model = driver::check(&src).map_err(|d| diagnostics_failure(&src, &d))?;
@@ -105,6 +156,6 @@ fn derived(l: &crate::ir::Lowered, emit: Emit) -> Result<String, Failure> {
         }
         Emit::Clif => crate::backend::cranelift::clif_text(f)
             .map_err(|e| Failure::unavailable(format!("error: code generation failed: {e}")))?,
-        Emit::Ast | Emit::Ir => unreachable!("handled by the caller"),
+        Emit::Ast | Emit::Ir | Emit::Cuda | Emit::Ptx => unreachable!("handled by the caller"),
     })
 }

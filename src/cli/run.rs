@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod gpu;
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
@@ -131,12 +133,11 @@ pub fn run(a: RunArgs) -> CliResult {
     };
     let prog = Program::compile(&src, backend).map_err(|e| compile_failure(&src, e))?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    if a.device == Device::Cuda {
-        return Err(Failure::unavailable(
-            "error: --device cuda is not available in this build yet; run on the CPU (--device cpu)",
-        ));
-    }
-    if a.precision == Precision::F32 {
+    let gpu = match a.device {
+        Device::Cuda => Some(gpu::open()?),
+        Device::Cpu => None,
+    };
+    if a.precision == Precision::F32 && gpu.is_none() {
         return Err(Failure::unavailable(
             "error: --precision f32 is not available on the CPU yet; use f64",
         ));
@@ -169,7 +170,16 @@ pub fn run(a: RunArgs) -> CliResult {
     let mut results = Vec::new();
     for _ in 0..repeat {
         let t = Instant::now();
-        results = solve_all(&prog, &plan);
+        results = match &gpu {
+            Some(g) => {
+                let prec = match a.precision {
+                    Precision::F64 => crate::backend::cuda::Precision::F64,
+                    Precision::F32 => crate::backend::cuda::Precision::F32,
+                };
+                gpu::solve_all(g, &src.stem(), &prog, &plan, prec)?
+            }
+            None => solve_all(&prog, &plan),
+        };
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let mut stats = Stats::default();

@@ -48,7 +48,7 @@ pub struct PiController {
 }
 
 /// ln(1e-4), the floor of ln E_prev.
-const LN_1E_4: f64 = -9.210340371976182;
+pub(crate) const LN_1E_4: f64 = -9.210340371976182;
 
 /// What the controller decided about one attempted step.
 #[derive(Clone, Copy, Debug, PartialEq)]

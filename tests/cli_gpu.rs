@@ -43,7 +43,7 @@ fn run_on_cuda_without_a_driver_exits_4_with_the_reason() {
     let err = text(&o.stderr);
     assert!(!err.contains("panicked"), "{err}");
     if driver_present() {
-        // A GPU machine: the run must work (a GPU-vs-CPU comparison test is still to be written).
+        // A GPU machine: the run must work (tests/cuda_gpu.rs compares it with the CPU).
         assert_eq!(o.status.code(), Some(0), "{err}");
         assert!(text(&o.stdout).starts_with("traj,t,x,y,z\n"));
         return;

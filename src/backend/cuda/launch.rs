@@ -612,7 +612,7 @@ mod tests {
     #[test]
     fn no_driver_is_an_error_value_not_a_panic() {
         if driver_available() {
-            return; // with a driver the device paths are exercised by ndec run --device cuda (never yet run)
+            return; // with a driver, tests/cuda_gpu.rs checks the device paths against the CPU
         }
         match Gpu::open(0) {
             Err(GpuError::NoDriver(m)) => assert!(m.contains("--device cpu"), "{m}"),

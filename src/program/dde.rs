@@ -31,14 +31,30 @@ pub struct ProgramDde<'a> {
     work: Vec<f64>,
 }
 
+/// Kernel argument lists up to this long live on the stack (the vector field is called once
+/// per stage: no allocation there).
+const INLINE_ARGS: usize = 8;
+
 impl ProgramDde<'_> {
-    /// The kernel arguments `(t, u, p, lag0, lag1, …)`.
-    fn args<'b>(&'b self, u: &'b [f64], lags: &'b [f64]) -> Vec<&'b [f64]> {
+    /// Calls `f` with the kernel arguments `(t, u, p, lag0, lag1, …)`.
+    fn with_args<R>(&self, u: &[f64], lags: &[f64], f: impl FnOnce(&[&[f64]]) -> R) -> R {
         let n = self.prog.dim();
-        let mut args: Vec<&[f64]> = Vec::with_capacity(3 + self.tau.len());
-        args.extend([&self.t[..], u, self.p]);
-        args.extend(lags.chunks_exact(n).take(self.tau.len()));
-        args
+        let m = self.tau.len();
+        let lag_blocks = lags.chunks_exact(n).take(m);
+        if 3 + m <= INLINE_ARGS {
+            let mut buf: [&[f64]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+            buf[0] = &self.t;
+            buf[1] = u;
+            buf[2] = self.p;
+            for (slot, l) in buf[3..].iter_mut().zip(lag_blocks) {
+                *slot = l;
+            }
+            f(&buf[..3 + m])
+        } else {
+            let mut args: Vec<&[f64]> = vec![&self.t[..], u, self.p];
+            args.extend(lag_blocks);
+            f(&args)
+        }
     }
 }
 
@@ -60,8 +76,9 @@ impl DdeRhs for ProgramDde<'_> {
     fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]) {
         self.t[0] = t;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let args = self.args(u, lags);
-        self.prog.vector_field.call(&args, &mut [du], &mut scratch);
+        self.with_args(u, lags, |args| {
+            self.prog.vector_field.call(args, &mut [du], &mut scratch)
+        });
         self.scratch = scratch;
     }
 
@@ -76,7 +93,9 @@ impl DdeRhs for ProgramDde<'_> {
         let mut work = std::mem::take(&mut self.work);
         let mut scratch = std::mem::take(&mut self.scratch);
         work.resize(n * n, 0.0);
-        kernel.call(&self.args(u, lags), &mut [&mut work], &mut scratch);
+        self.with_args(u, lags, |args| {
+            kernel.call(args, &mut [&mut work], &mut scratch)
+        });
         // Column-major from the kernel, row-major for the solver.
         for i in 0..n {
             for j in 0..n {

@@ -456,8 +456,8 @@ pub fn predictions(
     let opts = solve_options(base, data);
     let u0 = Start::Override(&states).state(prog, &pk);
     let (sol, outs) = if prog.is_dde() {
-        let (sol, mut hist) = prog.solve_dde(&pk, &u0, &opts, &Default::default())?;
-        let outs = prog.dde_outputs_of(&sol, &mut hist, &pk);
+        let (sol, hist) = prog.solve_dde(&pk, &u0, &opts, &Default::default())?;
+        let outs = prog.dde_outputs_of(&sol, &hist, &pk);
         (sol, outs)
     } else {
         let sol = prog.solve(&pk, &u0, &opts)?;

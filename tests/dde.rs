@@ -186,10 +186,10 @@ fn lagged_outputs_read_the_history_and_the_solution() {
     let prog = compile(UNIT);
     let p = prog.default_params();
     let o = options(Method::Tsit5, 5.0, 1e-10, 0.5);
-    let (sol, mut hist) = prog
+    let (sol, hist) = prog
         .solve_dde(&p, &[1.0], &o, &DdeOptions::default())
         .unwrap();
-    let outs = prog.dde_outputs_of(&sol, &mut hist, &p);
+    let outs = prog.dde_outputs_of(&sol, &hist, &p);
     for (i, &t) in sol.t.iter().enumerate() {
         // x(t − 1): the history (1) before 0, else the saved row two back (every 0.5).
         let expect = if t < 1.0 { 1.0 } else { sol.u[i - 2] };
@@ -203,10 +203,10 @@ fn lagged_outputs_read_the_history_and_the_solution() {
     let prog = compile(TWO_DELAYS);
     let p = prog.default_params();
     let o = options(Method::Tsit5, 3.0, 1e-10, 0.1);
-    let (sol, mut hist) = prog
+    let (sol, hist) = prog
         .solve_dde(&p, &[1.0, 0.5], &o, &DdeOptions::default())
         .unwrap();
-    let outs = prog.dde_outputs_of(&sol, &mut hist, &p);
+    let outs = prog.dde_outputs_of(&sol, &hist, &p);
     let i = 20; // t = 2.0: u(1.3)[0] + u(0.7)[1]
     let row = |t: f64| sol.row((t * 10.0f64).round() as usize).to_vec();
     let expect = row(1.3)[0] + row(0.7)[1];

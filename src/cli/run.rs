@@ -584,11 +584,10 @@ fn solve_all(prog: &Program, plan: &Plan) -> Vec<TrajResult> {
         match &plan.solver {
             Solver::Ode(opts) if prog.is_dde() => {
                 let dopts = DdeOptions::default();
-                prog.solve_dde(&p, &u0, opts, &dopts)
-                    .map(|(sol, mut hist)| {
-                        let outs = prog.dde_outputs_of(&sol, &mut hist, &p);
-                        (sol, outs)
-                    })
+                prog.solve_dde(&p, &u0, opts, &dopts).map(|(sol, hist)| {
+                    let outs = prog.dde_outputs_of(&sol, &hist, &p);
+                    (sol, outs)
+                })
             }
             Solver::Ode(opts) => prog.solve(&p, &u0, opts).map(|s| with_outputs(prog, s, &p)),
             Solver::Sde(opts) => {

@@ -8,7 +8,7 @@
 
 use super::{JacobianKernel, Program};
 use crate::backend::Kernel;
-use crate::runtime::dde::{self, DdeHistory, DdeOptions, DdeRhs};
+use crate::runtime::dde::{self, DdeHistory, DdeOptions, DdeRhs, LagSource};
 use crate::runtime::{self, Solution, SolveError};
 use std::sync::Arc;
 
@@ -168,19 +168,17 @@ impl Program {
         dde::solve_dde_history(&mut rhs, u0, opts, dopts)
     }
 
-    /// The lagged states u(t − τ_j) at time t of a finished solve (the history before t0).
-    pub fn lagged_states(&self, hist: &mut DdeHistory, p: &[f64], t: f64) -> Vec<f64> {
-        let mut rhs = self.dde_rhs(p).expect("a delay model");
+    /// The lagged states u(t − τ_j) at time t of a finished solve, for delays `tau`: the
+    /// history before t0, the solution from t0 on (at t0 itself u0, the solution's value).
+    pub fn lagged_states(&self, hist: &DdeHistory, p: &[f64], tau: &[f64], t: f64) -> Vec<f64> {
+        let history = &self.dde.as_ref().expect("a delay model").history;
         let n = self.dim();
-        let tau = rhs.tau.clone();
         let mut out = vec![0.0; tau.len() * n];
         for (j, tj) in tau.iter().enumerate() {
-            let s = t - tj;
             let o = &mut out[j * n..(j + 1) * n];
-            if s < hist.t0 {
-                rhs.history(s, o);
-            } else {
-                hist.eval(s, o);
+            match hist.lag_source(t - tj, hist.len(), true) {
+                LagSource::History(s) => history.call(&[&[s], p], &mut [o], &mut Vec::new()),
+                src => hist.eval_source(src, o),
             }
         }
         out
@@ -188,15 +186,16 @@ impl Program {
 
     /// The outputs at every saved row of a delay model's solution (row-major,
     /// `sol.len() × output_len`), lagged states read from `hist`.
-    pub fn dde_outputs_of(&self, sol: &Solution, hist: &mut DdeHistory, p: &[f64]) -> Vec<f64> {
+    pub fn dde_outputs_of(&self, sol: &Solution, hist: &DdeHistory, p: &[f64]) -> Vec<f64> {
         let n = self.output_len();
         let mut out = vec![0.0; sol.len() * n];
         if n == 0 {
             return out;
         }
         let mut scratch = Vec::new();
+        let tau = self.delays(p);
         for (i, &t) in sol.t.iter().enumerate() {
-            let lags = self.lagged_states(hist, p, t);
+            let lags = self.lagged_states(hist, p, &tau, t);
             let tt = [t];
             let mut args: Vec<&[f64]> = vec![&tt, sol.row(i), p];
             args.extend(lags.chunks_exact(self.dim()));

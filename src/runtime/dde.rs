@@ -99,8 +99,6 @@ pub struct DdeHistory {
     piece_first: Vec<bool>,
     /// Tolerance for "s is t0" (rounding of (t0 + τ) − τ).
     pub t0_tol: f64,
-    /// Per-step weights scratch.
-    w: Vec<f64>,
 }
 
 /// Where a lagged value u(s) was read from during the solve.
@@ -115,7 +113,7 @@ pub enum LagSource {
 }
 
 impl DdeHistory {
-    fn new(method: Method, dim: usize, t0: f64, u0: &[f64]) -> DdeHistory {
+    fn new(method: Method, dim: usize, t0: f64, u0: &[f64], t0_tol: f64) -> DdeHistory {
         let (interp, stages) = match method.dense_kind() {
             Some(d @ (DenseKind::Dopri5 | DenseKind::Poly4(_))) => {
                 (Interp::Stages(d), method.stages())
@@ -135,8 +133,7 @@ impl DdeHistory {
             u1: Vec::new(),
             k: Vec::new(),
             piece_first: Vec::new(),
-            t0_tol: 0.0,
-            w: vec![0.0; stages.max(7)],
+            t0_tol,
         }
     }
 
@@ -165,20 +162,21 @@ impl DdeHistory {
         self.piece_first[i]
     }
 
-    /// Where the solve read u(s) at a stage of step `during` (its first stage: `first`),
-    /// when the steps before it were all it had recorded.
-    pub fn lag_source(&self, s: f64, during: usize, first: bool) -> LagSource {
+    /// Where u(s) is read from when only the first `recorded` steps exist, by a stage at
+    /// the start of a piece (`piece_start`: there a lag landing on t0 takes the right limit
+    /// u0, elsewhere the left limit φ(t0)). The solver and the adjoint both ask this.
+    pub fn lag_source(&self, s: f64, recorded: usize, piece_start: bool) -> LagSource {
         let at_t0 = (s - self.t0).abs() <= self.t0_tol;
         if s < self.t0 && !at_t0 {
             return LagSource::History(s);
         }
         if at_t0 {
-            return match first && self.piece_first[during] {
+            return match piece_start {
                 true => LagSource::Initial,
                 false => LagSource::History(self.t0),
             };
         }
-        self.locate(s, during)
+        self.locate(s, recorded)
             .map_or(LagSource::Initial, |(step, theta)| LagSource::Step {
                 step,
                 theta,
@@ -215,23 +213,37 @@ impl DdeHistory {
 
     /// u(s) for t0 ≤ s from the recorded steps (at a step boundary: the step ending there,
     /// which by continuity equals the one starting there). Before any step: u0.
-    pub fn eval(&mut self, s: f64, out: &mut [f64]) {
+    pub fn eval(&self, s: f64, out: &mut [f64]) {
+        match self.locate(s, self.t.len()) {
+            Some((i, theta)) => self.eval_step(i, theta, out),
+            None => out.copy_from_slice(&self.u0),
+        }
+    }
+
+    /// The value a [`LagSource`] other than `History` stands for.
+    pub fn eval_source(&self, src: LagSource, out: &mut [f64]) {
+        match src {
+            LagSource::Step { step, theta } => self.eval_step(step, theta, out),
+            LagSource::Initial => out.copy_from_slice(&self.u0),
+            LagSource::History(_) => unreachable!("the history function is the caller's"),
+        }
+    }
+
+    /// Step i's interpolant at θ.
+    fn eval_step(&self, i: usize, theta: f64, out: &mut [f64]) {
         let dim = self.dim;
-        let Some((i, theta)) = self.locate(s, self.t.len()) else {
-            out.copy_from_slice(&self.u0);
-            return;
-        };
         let h = self.h[i];
         let u = &self.u[i * dim..(i + 1) * dim];
         let k = &self.k[i * self.stages * dim..(i + 1) * self.stages * dim];
         match self.interp {
             Interp::Stages(kind) => {
                 let s_n = self.stages;
-                dense::stage_weights(kind, theta, &mut self.w[..s_n]);
+                let mut w = [0.0; 7];
+                dense::stage_weights(kind, theta, &mut w[..s_n]);
                 for (c, o) in out.iter_mut().enumerate() {
                     let mut acc = 0.0;
                     for j in 0..s_n {
-                        acc += self.w[j] * k[j * dim + c];
+                        acc += w[j] * k[j * dim + c];
                     }
                     *o = u[c] + h * acc;
                 }
@@ -266,8 +278,6 @@ struct Stepper<'a, D: DdeRhs + ?Sized> {
     fsal: bool,
     /// rhs calls made here (f at a step's end for Hermite output).
     extra_evals: u64,
-    /// Tolerance for "s is t0" (rounding of (t0 + τ) − τ).
-    t0_tol: f64,
     /// f at the end of the last recorded step (time, value), reused as the next step's f at
     /// its start when the step has no stages to take it from (the stiff methods).
     f_end: Option<(f64, Vec<f64>)>,
@@ -278,22 +288,15 @@ struct Stepper<'a, D: DdeRhs + ?Sized> {
 impl<D: DdeRhs + ?Sized> Stepper<'_, D> {
     fn fill_lags(&mut self, t: f64) {
         let dim = self.hist.dim;
-        let t0 = self.hist.t0;
+        let at_piece_start = t == self.piece_start;
         for j in 0..self.tau.len() {
-            let s = t - self.tau[j];
+            let src = self
+                .hist
+                .lag_source(t - self.tau[j], self.hist.len(), at_piece_start);
             let out = &mut self.lags[j * dim..(j + 1) * dim];
-            let at_t0 = (s - t0).abs() <= self.t0_tol;
-            if s < t0 && !at_t0 {
-                self.f.history(s, out);
-            } else if at_t0 {
-                // Left limit (φ(t0)) inside a piece, right limit (u0) at its start.
-                if t == self.piece_start {
-                    out.copy_from_slice(&self.hist.u0);
-                } else {
-                    self.f.history(t0, out);
-                }
-            } else {
-                self.hist.eval(s, out);
+            match src {
+                LagSource::History(s) => self.f.history(s, out),
+                src => self.hist.eval_source(src, out),
             }
         }
     }
@@ -500,17 +503,15 @@ pub fn solve_dde_history<D: DdeRhs + ?Sized>(
     let scale = t0.abs().max(t1.abs()).max(1.0);
     let mut st = Stepper {
         f,
-        hist: DdeHistory::new(opts.method, dim, t0, u0),
+        hist: DdeHistory::new(opts.method, dim, t0, u0, 4.0 * f64::EPSILON * scale),
         lags: vec![0.0; tau.len() * dim],
         tau,
         piece_start: t0,
         fsal: opts.method.is_fsal(),
         extra_evals: 0,
-        t0_tol: 4.0 * f64::EPSILON * scale,
         f_end: None,
         work: Vec::new(),
     };
-    st.hist.t0_tol = st.t0_tol;
     let mut stats = Stats::default();
     let mut out_t = Vec::with_capacity(save.len());
     let mut out_u = Vec::with_capacity(save.len() * dim);

@@ -208,32 +208,22 @@ impl<'a> Backward<'a> {
         }
     }
 
-    /// The lagged values at stage `j` of step `i` and where each came from.
+    /// The lagged values at stage `j` of step `i` and where each came from (as the solver
+    /// read them: [`DdeHistory::lag_source`] with the steps before `i`).
     fn lags(&mut self, i: usize, j: usize, t: f64) -> (Vec<f64>, Vec<LagSource>) {
         let n = self.n;
+        let at_piece_start = j == 0 && self.hist.piece_first(i);
+        let history = &self.prog.dde.as_ref().expect("a delay model").history;
         let mut values = vec![0.0; self.tau.len() * n];
         let mut sources = Vec::with_capacity(self.tau.len());
-        let history = &self.prog.dde.as_ref().expect("a delay model").history;
         for (m, tm) in self.tau.iter().enumerate() {
-            let src = self.hist.lag_source(t - tm, i, j == 0);
+            let src = self.hist.lag_source(t - tm, i, at_piece_start);
             let out = &mut values[m * n..(m + 1) * n];
             match src {
                 LagSource::History(s) => {
-                    history.call(&[&[s], self.p], &mut [out], &mut self.scratch);
+                    history.call(&[&[s], self.p], &mut [out], &mut self.scratch)
                 }
-                LagSource::Initial => out.copy_from_slice(&self.hist.u0),
-                LagSource::Step { step, theta } => {
-                    let (_, h, u, k) = self.hist.step(step);
-                    let s = self.tab.b.len();
-                    dense::stage_weights(self.kind, theta, &mut self.weights[..s]);
-                    for c in 0..n {
-                        let mut acc = 0.0;
-                        for l in 0..s {
-                            acc += self.weights[l] * k[l * n + c];
-                        }
-                        out[c] = u[c] + h * acc;
-                    }
-                }
+                src => self.hist.eval_source(src, out),
             }
             sources.push(src);
         }

@@ -31,6 +31,7 @@ use crate::stochastic::NoiseInfo;
 use std::sync::{Arc, OnceLock};
 
 mod dde;
+pub(crate) use dde::with_kernel_args;
 pub use dde::{DdeKernels, ProgramDde};
 use std::time::{Duration, Instant};
 
@@ -450,12 +451,7 @@ impl OdeJacobian for ProgramRhs<'_> {
                     &mut [&mut self.work],
                     &mut self.scratch,
                 );
-                // The kernel writes column-major; the solvers read row-major.
-                for i in 0..n {
-                    for j in 0..n {
-                        jac[i * n + j] = self.work[j * n + i];
-                    }
-                }
+                column_to_row_major(&self.work, jac, n);
             }
             JacobianKernel::Sparse { .. } => {
                 jac.fill(0.0);
@@ -532,6 +528,15 @@ impl OdeRhs for ProgramRhs<'_> {
             None => self
                 .kernel
                 .call(&[&self.t, u, self.p], &mut [du], &mut self.scratch),
+        }
+    }
+}
+
+/// A Jacobian kernel's column-major n × n output into the row-major layout the solvers read.
+pub(crate) fn column_to_row_major(col: &[f64], row: &mut [f64], n: usize) {
+    for i in 0..n {
+        for j in 0..n {
+            row[i * n + j] = col[j * n + i];
         }
     }
 }

@@ -31,30 +31,41 @@ pub struct ProgramDde<'a> {
     work: Vec<f64>,
 }
 
-/// Kernel argument lists up to this long live on the stack (the vector field is called once
-/// per stage: no allocation there).
+/// Kernel argument lists up to this long live on the stack.
 const INLINE_ARGS: usize = 8;
 
-impl ProgramDde<'_> {
-    /// Calls `f` with the kernel arguments `(t, u, p, lag0, lag1, …)`.
-    fn with_args<R>(&self, u: &[f64], lags: &[f64], f: impl FnOnce(&[&[f64]]) -> R) -> R {
-        let n = self.prog.dim();
-        let m = self.tau.len();
-        let lag_blocks = lags.chunks_exact(n).take(m);
-        if 3 + m <= INLINE_ARGS {
-            let mut buf: [&[f64]; INLINE_ARGS] = [&[]; INLINE_ARGS];
-            buf[0] = &self.t;
-            buf[1] = u;
-            buf[2] = self.p;
-            for (slot, l) in buf[3..].iter_mut().zip(lag_blocks) {
-                *slot = l;
-            }
-            f(&buf[..3 + m])
-        } else {
-            let mut args: Vec<&[f64]> = vec![&self.t[..], u, self.p];
-            args.extend(lag_blocks);
-            f(&args)
+/// Calls `f` with a delay kernel's arguments `(t, u, p, lag0, lag1, …)`: `m` lagged blocks
+/// of `block` entries each from `lags`. Up to [`INLINE_ARGS`] arguments live on the stack
+/// (the vector field is called once per stage).
+pub(crate) fn with_kernel_args<R>(
+    t: &[f64],
+    u: &[f64],
+    p: &[f64],
+    lags: &[f64],
+    (block, m): (usize, usize),
+    f: impl FnOnce(&[&[f64]]) -> R,
+) -> R {
+    let lag_blocks = lags.chunks_exact(block).take(m);
+    if 3 + m <= INLINE_ARGS {
+        let mut buf: [&[f64]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+        buf[0] = t;
+        buf[1] = u;
+        buf[2] = p;
+        for (slot, l) in buf[3..].iter_mut().zip(lag_blocks) {
+            *slot = l;
         }
+        f(&buf[..3 + m])
+    } else {
+        let mut args: Vec<&[f64]> = vec![t, u, p];
+        args.extend(lag_blocks);
+        f(&args)
+    }
+}
+
+impl ProgramDde<'_> {
+    fn with_args<R>(&self, u: &[f64], lags: &[f64], f: impl FnOnce(&[&[f64]]) -> R) -> R {
+        let shape = (self.prog.dim(), self.tau.len());
+        with_kernel_args(&self.t, u, self.p, lags, shape, f)
     }
 }
 
@@ -96,12 +107,7 @@ impl DdeRhs for ProgramDde<'_> {
         self.with_args(u, lags, |args| {
             kernel.call(args, &mut [&mut work], &mut scratch)
         });
-        // Column-major from the kernel, row-major for the solver.
-        for i in 0..n {
-            for j in 0..n {
-                jac[i * n + j] = work[j * n + i];
-            }
-        }
+        super::column_to_row_major(&work, jac, n);
         self.work = work;
         self.scratch = scratch;
         true

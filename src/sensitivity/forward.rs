@@ -14,7 +14,7 @@
 
 use super::{Gradient, GradientError, RowLoss, Start};
 use crate::backend::Kernel;
-use crate::program::Program;
+use crate::program::{Program, column_to_row_major, with_kernel_args};
 use crate::runtime::dde::{self, DdeOptions, DdeRhs};
 use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions};
 use std::sync::{Arc, OnceLock};
@@ -91,12 +91,7 @@ impl OdeJacobian for KernelRhs<'_> {
             &mut [&mut self.work],
             &mut self.scratch,
         );
-        // Column-major from the kernel, row-major for the solvers.
-        for i in 0..n {
-            for j in 0..n {
-                jac[i * n + j] = self.work[j * n + i];
-            }
-        }
+        column_to_row_major(&self.work, jac, n);
     }
 }
 
@@ -220,10 +215,8 @@ struct AugmentedDde<'a> {
 }
 
 impl AugmentedDde<'_> {
-    fn args<'b>(&'b self, u: &'b [f64], lags: &'b [f64]) -> Vec<&'b [f64]> {
-        let mut args: Vec<&[f64]> = vec![&self.t[..], u, self.p];
-        args.extend(lags.chunks_exact(self.dim).take(self.tau.len()));
-        args
+    fn with_args<R>(&self, u: &[f64], lags: &[f64], f: impl FnOnce(&[&[f64]]) -> R) -> R {
+        with_kernel_args(&self.t, u, self.p, lags, (self.dim, self.tau.len()), f)
     }
 }
 
@@ -249,8 +242,9 @@ impl DdeRhs for AugmentedDde<'_> {
     fn eval(&mut self, t: f64, u: &[f64], lags: &[f64], du: &mut [f64]) {
         self.t[0] = t;
         let mut scratch = std::mem::take(&mut self.scratch);
-        let args = self.args(u, lags);
-        self.kernels.system.call(&args, &mut [du], &mut scratch);
+        self.with_args(u, lags, |args| {
+            self.kernels.system.call(args, &mut [du], &mut scratch)
+        });
         self.scratch = scratch;
     }
     fn jac(&mut self, t: f64, u: &[f64], lags: &[f64], jac: &mut [f64]) -> bool {
@@ -262,12 +256,10 @@ impl DdeRhs for AugmentedDde<'_> {
         let mut work = std::mem::take(&mut self.work);
         let mut scratch = std::mem::take(&mut self.scratch);
         work.resize(n * n, 0.0);
-        kernel.call(&self.args(u, lags), &mut [&mut work], &mut scratch);
-        for i in 0..n {
-            for j in 0..n {
-                jac[i * n + j] = work[j * n + i];
-            }
-        }
+        self.with_args(u, lags, |args| {
+            kernel.call(args, &mut [&mut work], &mut scratch)
+        });
+        column_to_row_major(&work, jac, n);
         self.work = work;
         self.scratch = scratch;
         true

@@ -9,7 +9,7 @@ use ndec::driver::Source;
 use ndec::program::{Backend, Program};
 use ndec::runtime::dde::{self, DdeOptions, FnDde};
 use ndec::runtime::{Method, SaveAt, Solution, SolveOptions};
-use ndec::sensitivity::{AdjointOptions, Kernels, Sensitivity};
+use ndec::sensitivity::{AdjointOptions, Gradient, GradientError, Kernels, Sensitivity};
 use ndec::train;
 
 fn compile(text: &str) -> Program {
@@ -234,6 +234,17 @@ fn truth_data(prog: &Program, p: &[f64], t1: f64, every: f64) -> Vec<train::Data
     train::parse_data(&csv, &names).unwrap()
 }
 
+/// The MSE loss's gradient by sensitivity method `s`.
+fn grad(
+    kernels: &Kernels,
+    s: Sensitivity,
+    p: &[f64],
+    data: &[train::Data],
+    o: &SolveOptions,
+) -> Result<Gradient, GradientError> {
+    train::loss_and_gradient(kernels, s, p, data, o, AdjointOptions::default())
+}
+
 fn central_differences(
     prog: &Program,
     p: &[f64],
@@ -286,15 +297,7 @@ fn dde_gradients_agree_with_central_differences() {
         let mut o = SolveOptions::new(m, 0.0, 0.0);
         o.rtol = 1e-11;
         o.atol = vec![1e-13];
-        let g = train::loss_and_gradient(
-            &kernels,
-            Sensitivity::Forward,
-            &p,
-            &data,
-            &o,
-            AdjointOptions::default(),
-        )
-        .unwrap();
+        let g = grad(&kernels, Sensitivity::Forward, &p, &data, &o).unwrap();
         let fd = central_differences(&prog, &p, &data, &o);
         let r = rel(&g.grad, &fd);
         eprintln!(
@@ -323,15 +326,7 @@ fn an_mlp_in_a_delay_model_gets_exact_weight_gradients() {
     let mut o = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
     o.rtol = 1e-11;
     o.atol = vec![1e-13];
-    let g = train::loss_and_gradient(
-        &kernels,
-        Sensitivity::Forward,
-        &p,
-        &data,
-        &o,
-        AdjointOptions::default(),
-    )
-    .unwrap();
+    let g = grad(&kernels, Sensitivity::Forward, &p, &data, &o).unwrap();
     let fd = central_differences(&prog, &p, &data, &o);
     let r = rel(&g.grad, &fd);
     eprintln!("neural DDE, {} weights: rel {r:.2e}", p.len());
@@ -361,10 +356,7 @@ fn the_discrete_adjoint_equals_forward_sensitivities() {
             let mut o = SolveOptions::new(m, 0.0, 0.0);
             o.rtol = rtol;
             o.atol = vec![rtol * 1e-2];
-            let run = |s| {
-                train::loss_and_gradient(&kernels, s, &p, &data, &o, AdjointOptions::default())
-                    .unwrap()
-            };
+            let run = |s| grad(&kernels, s, &p, &data, &o).unwrap();
             let (fwd, adj) = (run(Sensitivity::Forward), run(Sensitivity::Discrete));
             let r = rel(&adj.grad, &fwd.grad);
             eprintln!(
@@ -378,15 +370,7 @@ fn the_discrete_adjoint_equals_forward_sensitivities() {
         let mut o = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
         o.rtol = 1e-11;
         o.atol = vec![1e-13];
-        let adj = train::loss_and_gradient(
-            &kernels,
-            Sensitivity::Discrete,
-            &p,
-            &data,
-            &o,
-            AdjointOptions::default(),
-        )
-        .unwrap();
+        let adj = grad(&kernels, Sensitivity::Discrete, &p, &data, &o).unwrap();
         let fd = central_differences(&prog, &p, &data, &o);
         let r = rel(&adj.grad, &fd);
         eprintln!("discrete vs central differences: rel {r:.2e}");
@@ -408,42 +392,17 @@ fn unsupported_gradients_are_refused_with_a_reason() {
     let data = truth_data(&prog, &p, 3.0, 0.5);
     let kernels = Kernels::new(&prog);
     let o = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
-    let e = train::loss_and_gradient(
-        &kernels,
-        Sensitivity::Forward,
-        &p,
-        &data,
-        &o,
-        AdjointOptions::default(),
-    )
-    .unwrap_err();
+    let e = grad(&kernels, Sensitivity::Forward, &p, &data, &o).unwrap_err();
     assert!(e.to_string().contains("delay depends on parameter"), "{e}");
     for s in [Sensitivity::Discrete, Sensitivity::Forward] {
-        let e = train::loss_and_gradient(&kernels, s, &p, &data, &o, AdjointOptions::default())
-            .unwrap_err();
+        let e = grad(&kernels, s, &p, &data, &o).unwrap_err();
         assert!(e.to_string().contains("delay depends on parameter"), "{e}");
     }
-    let e = train::loss_and_gradient(
-        &kernels,
-        Sensitivity::Backsolve,
-        &p,
-        &data,
-        &o,
-        AdjointOptions::default(),
-    )
-    .unwrap_err();
+    let e = grad(&kernels, Sensitivity::Backsolve, &p, &data, &o).unwrap_err();
     assert!(e.to_string().contains("forward sensitivities"), "{e}");
     let mut bosh = o.clone();
     bosh.method = Method::Bosh3;
-    let e = train::loss_and_gradient(
-        &kernels,
-        Sensitivity::Discrete,
-        &p,
-        &data,
-        &bosh,
-        AdjointOptions::default(),
-    )
-    .unwrap_err();
+    let e = grad(&kernels, Sensitivity::Discrete, &p, &data, &bosh).unwrap_err();
     assert!(e.to_string().contains("tsit5"), "{e}");
     assert_eq!(
         Sensitivity::auto_for(&prog, Method::Tsit5),

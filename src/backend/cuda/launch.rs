@@ -326,14 +326,18 @@ fn upload<T: Real>(
     })
 }
 
-fn download<T: Real>(
+/// After a launch: waits for it, times it from `start`, and copies the results back.
+fn finish<T: Real>(
     gpu: &Gpu,
     b: &Buffers<T>,
-    n: usize,
-    dim: usize,
+    (n, dim): (usize, usize),
     save_t: Vec<f64>,
+    start: Instant,
+    compile_ms: f64,
 ) -> Result<Ensemble, GpuError> {
     let s = &gpu.stream;
+    s.synchronize().map_err(drv)?;
+    let solve_ms = start.elapsed().as_secs_f64() * 1e3;
     let mut out: Vec<f64> = s
         .clone_dtoh(&b.out)
         .map_err(drv)?
@@ -357,8 +361,8 @@ fn download<T: Real>(
             .into_iter()
             .map(T::to)
             .collect(),
-        compile_ms: 0.0,
-        solve_ms: 0.0,
+        compile_ms,
+        solve_ms,
     })
 }
 
@@ -477,12 +481,7 @@ fn erk_typed<T: Real>(
     // save_t[0..n_save] and writes out[k*n_save*dim ..][..n_save*dim] (n*n_save*dim
     // allocated), stats[4k..4k+4] (4n), status[k] and t_end[k] (n); threads k >= n return.
     unsafe { lb.launch(config(n)?) }.map_err(drv)?;
-    gpu.stream.synchronize().map_err(drv)?;
-    let solve_ms = start.elapsed().as_secs_f64() * 1e3;
-    let mut e = download::<T>(gpu, &b, n, dim, a.save_t)?;
-    e.compile_ms = compile_ms;
-    e.solve_ms = solve_ms;
-    Ok(e)
+    finish::<T>(gpu, &b, (n, dim), a.save_t, start, compile_ms)
 }
 
 /// Solves an SDE ensemble (euler_maruyama or milstein on the grid path): trajectory k of
@@ -568,12 +567,7 @@ fn sde_typed<T: Real>(
     // [..n_save*dim] (n*n_save*dim allocated), stats[4k..4k+4], status[k], t_end[k];
     // threads k >= n return at once.
     unsafe { lb.launch(config(n)?) }.map_err(drv)?;
-    gpu.stream.synchronize().map_err(drv)?;
-    let solve_ms = start.elapsed().as_secs_f64() * 1e3;
-    let mut e = download::<T>(gpu, &b, n, dim, a.save_t)?;
-    e.compile_ms = compile_ms;
-    e.solve_ms = solve_ms;
-    Ok(e)
+    finish::<T>(gpu, &b, (n, dim), a.save_t, start, compile_ms)
 }
 
 #[cfg(test)]

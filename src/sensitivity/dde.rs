@@ -233,12 +233,13 @@ impl<'a> Backward<'a> {
     /// Reverses step i: `lambda` is ∂L/∂u_{i+1} on entry and ∂L/∂u_i on exit.
     fn step(&mut self, i: usize, lambda: &mut [f64]) {
         let (n, s) = (self.n, self.tab.b.len());
-        let (t, h, u, k) = self.hist.step(i);
-        let (u, k) = (u.to_vec(), k.to_vec());
+        // `hist` and `tab` are shared borrows that outlive `self`'s: no copies of u and k.
+        let (hist, tab) = (self.hist, self.tab);
+        let (t, h, u, k) = hist.step(i);
         let mut kbar = self.acc_k[i * s * n..(i + 1) * s * n].to_vec();
         for j in 0..s {
             for c in 0..n {
-                kbar[j * n + c] += h * self.tab.b[j] * lambda[c];
+                kbar[j * n + c] += h * tab.b[j] * lambda[c];
             }
         }
         let mut ubar = lambda.to_vec();
@@ -246,39 +247,40 @@ impl<'a> Backward<'a> {
         let m = self.tau.len();
         let mut outs: Vec<Vec<f64>> = vec![vec![0.0; n], vec![0.0; self.p.len()]];
         outs.extend((0..m).map(|_| vec![0.0; n]));
+        let mut z = vec![0.0; n];
         for j in (0..s).rev() {
-            let w = &kbar[j * n..(j + 1) * n];
-            if w.iter().all(|x| *x == 0.0) {
+            if kbar[j * n..(j + 1) * n].iter().all(|x| *x == 0.0) {
                 continue;
             }
-            let w = w.to_vec();
             // z_j = u_i + h Σ_{l<j} a_jl k_l, at t_j = t_i + c_j h.
-            let mut z = u.clone();
-            for (l, a) in self.tab.a[j].iter().enumerate() {
+            z.copy_from_slice(u);
+            for (l, a) in tab.a[j].iter().enumerate() {
                 for c in 0..n {
                     z[c] += h * a * k[l * n + c];
                 }
             }
-            let tj = t + self.tab.c[j] * h;
+            let tj = t + tab.c[j] * h;
             let (lags, sources) = self.lags(i, j, tj);
-            let tt = [tj];
-            let mut args: Vec<&[f64]> = vec![&tt, &z, self.p];
-            args.extend(lags.chunks_exact(n));
-            args.push(&w);
-            let mut out_refs: Vec<&mut [f64]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-            self.kernels
-                .vjp
-                .call(&args, &mut out_refs, &mut self.scratch);
+            {
+                let tt = [tj];
+                let mut args: Vec<&[f64]> = vec![&tt, &z, self.p];
+                args.extend(lags.chunks_exact(n));
+                args.push(&kbar[j * n..(j + 1) * n]);
+                let mut out_refs: Vec<&mut [f64]> =
+                    outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+                self.kernels
+                    .vjp
+                    .call(&args, &mut out_refs, &mut self.scratch);
+            }
             add(&mut ubar, &outs[0]);
             add(&mut self.gp, &outs[1]);
-            for (l, a) in self.tab.a[j].iter().enumerate() {
+            for (l, a) in tab.a[j].iter().enumerate() {
                 for c in 0..n {
                     kbar[l * n + c] += h * a * outs[0][c];
                 }
             }
-            for (mi, src) in sources.into_iter().enumerate() {
-                let g = outs[2 + mi].clone();
-                self.scatter_lag(src, &g);
+            for (g, src) in outs[2..].iter().zip(sources) {
+                self.scatter_lag(src, g);
             }
         }
         lambda.copy_from_slice(&ubar);

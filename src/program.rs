@@ -23,9 +23,11 @@ use crate::backend::Kernel;
 use crate::backend::interp::Interpreted;
 use crate::diag::Diagnostic;
 use crate::driver::{self, Source};
-use crate::ir::{Function, LowerError, Lowered, ParamLayout};
+use crate::ir::{Function, LowerError, Lowered, Node, ParamLayout};
 use crate::runtime::sde::{SdeOptions, SdeRhs, SdeSolution};
-use crate::runtime::{self, OdeJacobian, OdeRhs, Solution, SolveError, SolveOptions, Sparsity};
+use crate::runtime::{
+    self, Method, OdeJacobian, OdeRhs, Solution, SolveError, SolveOptions, Sparsity,
+};
 use crate::sema::Model;
 use crate::stochastic::NoiseInfo;
 use std::sync::{Arc, OnceLock};
@@ -89,6 +91,15 @@ pub struct Program {
     pub compile_time: Duration,
     backend: Backend,
     jacobian: OnceLock<Result<JacobianKernel, String>>,
+    time_derivative: OnceLock<Result<TimeDerivative, String>>,
+}
+
+/// ∂f/∂t, which Rosenbrock methods need at every step: nothing to compute when the vector
+/// field does not read `t`, else the generated JVP of f in the direction of t.
+pub enum TimeDerivative {
+    Autonomous,
+    /// `(t, u, p, dt) -> ddu`, called with dt = 1.
+    Kernel(Arc<dyn Kernel>),
 }
 
 /// The compiled Jacobian ∂f/∂u: dense (column-major kernel output) for small or dense
@@ -201,6 +212,7 @@ impl Program {
             compile_time: start.elapsed(),
             backend,
             jacobian: OnceLock::new(),
+            time_derivative: OnceLock::new(),
         })
     }
 
@@ -210,6 +222,46 @@ impl Program {
             .get_or_init(|| self.build_jacobian())
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// ∂f/∂t, generated and compiled on first use (only Rosenbrock methods need it).
+    pub fn time_derivative(&self) -> Result<&TimeDerivative, String> {
+        self.time_derivative
+            .get_or_init(|| self.build_time_derivative())
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn build_time_derivative(&self) -> Result<TimeDerivative, String> {
+        let f = &self.ir.vector_field;
+        let t = f.arg_index("t").expect("the vector field takes t");
+        if !f
+            .nodes
+            .iter()
+            .any(|n| matches!(n, Node::Arg(k) if *k as usize == t))
+        {
+            return Ok(TimeDerivative::Autonomous);
+        }
+        let df = crate::diff::jvp(f, &["t"], false);
+        let kernel = build_kernels(&[&df], self.backend)
+            .map_err(|e| e.to_string())?
+            .remove(0);
+        Ok(TimeDerivative::Kernel(kernel))
+    }
+
+    /// Generates and compiles what `method` needs beyond the vector field: the Jacobian for
+    /// an implicit method, and ∂f/∂t for a Rosenbrock method. Done by [`Program::solve`]; a
+    /// caller that times the solve separately calls it first.
+    pub fn prepare_method(&self, method: Method) -> Result<(), String> {
+        if method.is_implicit() {
+            self.jacobian()
+                .map_err(|e| format!("cannot compile the Jacobian: {e}"))?;
+        }
+        if method.is_rosenbrock() {
+            self.time_derivative()
+                .map_err(|e| format!("cannot compile the time derivative: {e}"))?;
+        }
+        Ok(())
     }
 
     fn build_jacobian(&self) -> Result<JacobianKernel, String> {
@@ -290,6 +342,7 @@ impl Program {
             kernel,
             native,
             jacobian: self.jacobian.get().and_then(|j| j.as_ref().ok()),
+            time_derivative: self.time_derivative.get().and_then(|d| d.as_ref().ok()),
             p,
             t: [0.0],
             scratch: vec![0.0; self.vector_field.scratch_len()],
@@ -319,14 +372,10 @@ impl Program {
                 .solve_dde(p, u0, opts, &runtime::dde::DdeOptions::default())
                 .map(|(sol, _)| sol);
         }
-        if opts.method.is_implicit()
-            && let Err(e) = self.jacobian()
-        {
+        if let Err(e) = self.prepare_method(opts.method) {
             return Err(SolveError {
                 t: opts.t0,
-                reason: runtime::FailReason::InvalidInput(format!(
-                    "cannot compile the Jacobian: {e}"
-                )),
+                reason: runtime::FailReason::InvalidInput(e),
                 stats: Default::default(),
             });
         }
@@ -424,6 +473,9 @@ pub struct ProgramRhs<'a> {
     kernel: &'a dyn Kernel,
     native: Option<crate::backend::NativeEntry>,
     jacobian: Option<&'a JacobianKernel>,
+    /// `None` until [`Program::time_derivative`] has been built: Rosenbrock methods then
+    /// take a forward difference.
+    time_derivative: Option<&'a TimeDerivative>,
     p: &'a [f64],
     t: [f64; 1],
     scratch: Vec<f64>,
@@ -468,6 +520,25 @@ impl OdeJacobian for ProgramRhs<'_> {
                         jac[i * n + j] = vals[nz];
                     }
                 }
+            }
+        }
+    }
+
+    fn time_derivative(&mut self, t: f64, u: &[f64], dfdt: &mut [f64]) -> bool {
+        match self.time_derivative {
+            None => false,
+            Some(TimeDerivative::Autonomous) => {
+                dfdt.fill(0.0);
+                true
+            }
+            Some(TimeDerivative::Kernel(k)) => {
+                self.t[0] = t;
+                k.call(
+                    &[&self.t, u, self.p, &[1.0]],
+                    &mut [dfdt],
+                    &mut self.scratch,
+                );
+                true
             }
         }
     }

@@ -138,3 +138,47 @@ fn jit_and_interpreter_agree_bit_for_bit_on_derivative_kernels() {
     }
     assert!(checked > 100, "only {checked} derivative kernels checked");
 }
+
+/// Prothero–Robinson: u' = −λ(u − φ(t)) + φ'(t), φ(t) = sin(t) + t²/4; u = φ when u(0) = φ(0).
+/// Stiff and non-autonomous, so Rosenbrock methods need ∂f/∂t at every step.
+const PROTHERO: &str =
+    "param lam = 1e5\nstate u = 0.0\nu' = -lam*(u - (sin(t) + t^2/4)) + cos(t) + t/2\n";
+
+#[test]
+fn generated_time_derivative_matches_the_analytic_one_and_drives_rosenbrock() {
+    use ndec::runtime::OdeJacobian;
+    let prog = Program::compile(&Source::new("pr.nde", PROTHERO), Backend::Jit).unwrap();
+    let p = prog.default_params();
+    prog.prepare_method(Method::Rodas5).unwrap();
+    let mut rhs = prog.rhs(&p);
+    for &(t, u) in &[(0.0, 0.3), (1.7, -2.0), (12.5, 40.0)] {
+        // ∂f/∂t = λ φ'(t) + φ''(t) = λ (cos t + t/2) − sin t + 1/2 (independent of u).
+        let exact = 1e5 * (f64::cos(t) + t / 2.0) - f64::sin(t) + 0.5;
+        let mut d = [f64::NAN];
+        assert!(rhs.time_derivative(t, &[u], &mut d));
+        assert!(
+            (d[0] - exact).abs() <= 1e-12 * exact.abs().max(1.0),
+            "t = {t}: {} vs {exact}",
+            d[0]
+        );
+    }
+    for method in [Method::Rosenbrock23, Method::Rodas5] {
+        let mut opts = SolveOptions::new(method, 0.0, 10.0);
+        opts.rtol = 1e-8;
+        opts.atol = vec![1e-10];
+        let sol = prog.solve(&p, &[0.0], &opts).unwrap();
+        let exact = f64::sin(10.0) + 25.0;
+        assert!(
+            (sol.last()[0] - exact).abs() < 1e-6,
+            "{method:?}: {} vs {exact}",
+            sol.last()[0]
+        );
+    }
+    // An autonomous vector field has ∂f/∂t = 0 without any kernel call.
+    let rober = Program::compile(&Source::new("rober.nde", ROBER), Backend::Jit).unwrap();
+    let q = rober.default_params();
+    rober.prepare_method(Method::Rodas5).unwrap();
+    let mut d = [f64::NAN; 3];
+    assert!(rober.rhs(&q).time_derivative(3.0, &[1.0, 0.0, 0.0], &mut d));
+    assert_eq!(d, [0.0; 3]);
+}

@@ -160,9 +160,8 @@ pub fn run(a: RunArgs) -> CliResult {
         && opts.method.is_implicit()
     {
         let t = Instant::now();
-        prog.jacobian().map_err(|e| {
-            Failure::unavailable(format!("error: cannot compile the Jacobian: {e}"))
-        })?;
+        prog.prepare_method(opts.method)
+            .map_err(|e| Failure::unavailable(format!("error: {e}")))?;
         compile_ms += t.elapsed().as_secs_f64() * 1e3;
     }
     let repeat = a.repeat.max(1);

@@ -112,6 +112,11 @@ impl Method {
         matches!(self, Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf)
     }
 
+    /// A Rosenbrock method (needs ∂f/∂t as well as the Jacobian).
+    pub fn is_rosenbrock(self) -> bool {
+        matches!(self, Method::Rosenbrock23 | Method::Rodas5)
+    }
+
     /// Needs a `dt` and always runs with fixed steps (heun carries an embedded Euler estimate
     /// but, like the language says, is a fixed-step method).
     pub fn is_fixed_step_only(self) -> bool {

@@ -21,6 +21,26 @@
 // NaN-rejecting form of a comparison.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
+/// Calls `$body(n)` with `n` a literal for 1 ≤ n ≤ 8, so that the `#[inline(always)]`
+/// body is specialised per size: its loops unroll and its bounds checks fold away, which is
+/// what generated, unrolled code would give for the small systems where per-step overhead
+/// dominates.
+macro_rules! with_const_n {
+    ($n:expr, $body:expr) => {
+        match $n {
+            1 => $body(1),
+            2 => $body(2),
+            3 => $body(3),
+            4 => $body(4),
+            5 => $body(5),
+            6 => $body(6),
+            7 => $body(7),
+            8 => $body(8),
+            n => $body(n),
+        }
+    };
+}
+
 pub mod bdf;
 pub mod linsolve;
 pub mod rosenbrock;

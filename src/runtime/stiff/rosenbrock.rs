@@ -329,63 +329,11 @@ impl RosScheme for Rodas5P {
         lin: &mut LinSys,
         stats: &mut Stats,
     ) -> Result<(), Singular> {
-        use rodas5p::{A, C, CT, D};
-        let n = w.dim;
-        let hg = h * Self::GAMMA;
-        lin.factor(hg, stats)?;
-        for s in 0..8 {
-            let (done, rest) = w.k.split_at_mut(s * n);
-            let ks = &mut rest[..n];
-            if s == 0 {
-                ks.copy_from_slice(&w.f0);
-            } else {
-                for i in 0..n {
-                    let mut acc = w.u[i];
-                    for j in 0..s {
-                        let a = A[s][j];
-                        if a != 0.0 {
-                            acc += a * done[j * n + i];
-                        }
-                    }
-                    w.ut[i] = acc;
-                }
-                rhs.eval(t + CT[s] * h, &w.ut, ks);
-                stats.rhs_evals += 1;
-                for j in 0..s {
-                    let c = C[s][j] / h;
-                    for i in 0..n {
-                        ks[i] += c * done[j * n + i];
-                    }
-                }
-            }
-            let hd = h * D[s];
-            for i in 0..n {
-                ks[i] = hg * (ks[i] + hd * w.dfdt[i]);
-            }
-            lin.solve(ks)?;
-        }
-        // u1 = (stage-8 input) + k8 = ut + k8; the estimate is k8.
-        let k8 = &w.k[7 * n..8 * n];
-        for i in 0..n {
-            w.un[i] = w.ut[i] + k8[i];
-            w.err[i] = k8[i];
-        }
-        Ok(())
+        with_const_n!(w.dim, |n| rodas5p_trial(n, rhs, t, h, w, lin, stats))
     }
 
     fn dense_prepare(w: &mut RosWork) {
-        let n = w.dim;
-        for m in 0..3 {
-            let dst = &mut w.dense[m * n..(m + 1) * n];
-            dst.fill(0.0);
-            for j in 0..8 {
-                let c = rodas5p::H[m][j];
-                let kj = &w.k[j * n..(j + 1) * n];
-                for i in 0..n {
-                    dst[i] += c * kj[i];
-                }
-            }
-        }
+        with_const_n!(w.dim, |n| rodas5p_dense(n, w))
     }
 
     fn interp(theta: f64, _h: f64, w: &RosWork, out: &mut [f64]) {
@@ -395,6 +343,82 @@ impl RosScheme for Rodas5P {
         for i in 0..n {
             out[i] =
                 t1 * w.u[i] + theta * (w.un[i] + t1 * (k1[i] + theta * (k2[i] + theta * k3[i])));
+        }
+    }
+}
+
+/// Rodas5P's trial step, written for a dimension `n` that is a constant after inlining
+/// (`with_const_n!`): each stage accumulates over the earlier stages per component, in
+/// registers, instead of sweeping the stage buffers once per earlier stage.
+#[inline(always)]
+fn rodas5p_trial<R: OdeJacobian + ?Sized>(
+    n: usize,
+    rhs: &mut R,
+    t: f64,
+    h: f64,
+    w: &mut RosWork,
+    lin: &mut LinSys,
+    stats: &mut Stats,
+) -> Result<(), Singular> {
+    use rodas5p::{A, C, CT, D};
+    let hg = h * Rodas5P::GAMMA;
+    lin.factor(hg, stats)?;
+    let (u, ut, f0, dfdt) = (&w.u[..n], &mut w.ut[..n], &w.f0[..n], &w.dfdt[..n]);
+    let k = &mut w.k[..8 * n];
+    for s in 0..8 {
+        let (done, rest) = k.split_at_mut(s * n);
+        let ks = &mut rest[..n];
+        let hd = h * D[s];
+        if s == 0 {
+            for i in 0..n {
+                ks[i] = hg * (f0[i] + hd * dfdt[i]);
+            }
+        } else {
+            for i in 0..n {
+                let mut acc = u[i];
+                for j in 0..s {
+                    acc += A[s][j] * done[j * n + i];
+                }
+                ut[i] = acc;
+            }
+            rhs.eval(t + CT[s] * h, ut, ks);
+            stats.rhs_evals += 1;
+            let mut c = [0.0; 8];
+            for j in 0..s {
+                c[j] = C[s][j] / h;
+            }
+            for i in 0..n {
+                let mut acc = ks[i] + hd * dfdt[i];
+                for j in 0..s {
+                    acc += c[j] * done[j * n + i];
+                }
+                ks[i] = hg * acc;
+            }
+        }
+        lin.solve(ks)?;
+    }
+    // u1 = (stage-8 input) + k8 = ut + k8; the estimate is k8.
+    let k8 = &k[7 * n..8 * n];
+    let (un, err) = (&mut w.un[..n], &mut w.err[..n]);
+    for i in 0..n {
+        un[i] = ut[i] + k8[i];
+        err[i] = k8[i];
+    }
+    Ok(())
+}
+
+/// Rodas5P's dense-output coefficients K_m = Σ_j H_mj k_j (see `rodas5p_trial` for `n`).
+#[inline(always)]
+fn rodas5p_dense(n: usize, w: &mut RosWork) {
+    let k = &w.k[..8 * n];
+    let dense = &mut w.dense[..3 * n];
+    for i in 0..n {
+        for m in 0..3 {
+            let mut acc = 0.0;
+            for j in 0..8 {
+                acc += rodas5p::H[m][j] * k[j * n + i];
+            }
+            dense[m * n + i] = acc;
         }
     }
 }

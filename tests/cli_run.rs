@@ -393,3 +393,51 @@ fn vector_states_expand_to_indexed_columns() {
         assert!((rows[1][k + 1] - exact).abs() < 1e-9);
     }
 }
+
+#[test]
+fn out_dash_is_stdout_and_special_files_and_links_are_written_in_place() {
+    let m = write("lv_special.nde", LV);
+    let plain = ndec(&["run", s(&m), "--t1", "1"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    // `--out -` is stdout (no file named "-").
+    let dash = ndec(&["run", s(&m), "--t1", "1", "--out", "-"]);
+    assert!(dash.status.success(), "{}", stderr(&dash));
+    assert_eq!(dash.stdout, plain.stdout);
+    assert!(!Path::new("-").exists());
+    // A FIFO (as /dev/null or /dev/stdout would be) gets the CSV and stays a FIFO: renaming a
+    // temporary file over it would have replaced it with a plain file.
+    let fifo = tmp("out.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if made.map(|st| st.success()).unwrap_or(false) {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+        };
+        let o = ndec(&["run", s(&m), "--t1", "1", "--out", s(&fifo)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(reader.join().unwrap(), plain.stdout);
+        use std::os::unix::fs::FileTypeExt;
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+    }
+    // A symbolic link stays a link; its target gets the new contents.
+    let target = tmp("link_target.csv");
+    let link = tmp("link.csv");
+    std::fs::write(&target, "old").unwrap();
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let o = ndec(&["run", s(&m), "--t1", "1", "--out", s(&link)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), plain.stdout);
+}

@@ -153,24 +153,36 @@ pub fn diagnostics_failure(src: &Source, diags: &[Diagnostic]) -> Failure {
 }
 
 /// Writes `contents` to `path` atomically (a temporary file renamed into place), or to
-/// stdout when there is no path.
+/// stdout when there is no path or the path is `-`.
 pub fn write_output(path: Option<&PathBuf>, contents: &str) -> CliResult {
     use std::io::Write;
     match path {
-        None => {
+        Some(p) if p.as_os_str() != "-" => atomic_write(p, contents.as_bytes())
+            .map_err(|e| Failure::usage(format!("error: cannot write `{}`: {e}", p.display()))),
+        _ => {
             let mut out = std::io::stdout().lock();
             out.write_all(contents.as_bytes())
                 .and_then(|_| out.flush())
                 .map_err(|e| Failure::usage(format!("error: cannot write to stdout: {e}")))
         }
-        Some(p) => atomic_write(p, contents.as_bytes())
-            .map_err(|e| Failure::usage(format!("error: cannot write `{}`: {e}", p.display()))),
     }
 }
 
-/// Write to `PATH.tmp-PID` in the same directory, then rename over `PATH`.
+/// Write to `.NAME.tmp-PID` next to the file, then rename over it, so that a reader sees the
+/// old file or the whole new one. A path that exists but is not a regular file (`/dev/null`,
+/// `/dev/stdout`, a FIFO) is written in place: renaming over it would replace the device with
+/// a plain file (as root, for everything else on the machine too). A symbolic link is
+/// followed, so the link stays and its target gets the new contents.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.write_all(bytes)?;
+        return f.flush();
+    }
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let file_name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())

@@ -141,6 +141,7 @@ fn what_a_delay_model_cannot_do_has_an_exit_status_and_a_reason() {
     let m = write("mg2.nde", MG);
     let cases: [(&[&str], i32, &str); 5] = [
         (&["--method", "vern7"], 4, "vern7"),
+        (&["--method", "auto"], 4, "auto"),
         (&["--t0", "5", "--t1", "1"], 2, "forward in time"),
         (&["--param", "tau=-1"], 2, "delays must be positive"),
         (&["--method", "rk4", "--dt", "20"], 2, "smallest delay"),

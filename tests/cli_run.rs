@@ -441,3 +441,51 @@ fn out_dash_is_stdout_and_special_files_and_links_are_written_in_place() {
     );
     assert_eq!(std::fs::read(&target).unwrap(), plain.stdout);
 }
+
+#[test]
+fn method_auto_solves_stiff_and_non_stiff_models_from_the_flag_or_the_solve_block() {
+    let rober = write(
+        "rober_auto.nde",
+        "param k1 = 0.04, k2 = 3e7, k3 = 1e4\nstate y1 = 1.0\nstate y2 = 0.0\nstate y3 = 0.0\ny1' = -k1*y1 + k3*y2*y3\ny2' = k1*y1 - k2*y2^2 - k3*y2*y3\ny3' = k2*y2^2\nsolve { t = 0 .. 1e5, method = auto, rtol = 1e-6, atol = 1e-10 }\n",
+    );
+    let o = ndec(&["run", s(&rober), "--stats"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let (csv_part, stats_line) = text.trim_end().rsplit_once('\n').unwrap();
+    let (_, rows) = csv(csv_part);
+    let y = &rows[1];
+    assert_eq!(y[0], 1e5);
+    for (v, r) in y[1..].iter().zip([
+        1.786592260209636e-2,
+        7.274751015624179e-8,
+        0.9821340766967839,
+    ]) {
+        assert!((v - r).abs() / r < 1e-4, "{v} vs {r}");
+    }
+    let stats: serde_json::Value = serde_json::from_str(stats_line).unwrap();
+    assert!(stats["jac_evals"].as_u64().unwrap() > 0, "{stats}");
+    // A non-stiff model: the same rows as tsit5.
+    let m = write("lv_auto.nde", LV);
+    let auto = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "5",
+        "--saveat",
+        "0.5",
+        "--method",
+        "auto",
+    ]);
+    let tsit5 = ndec(&[
+        "run",
+        s(&m),
+        "--t1",
+        "5",
+        "--saveat",
+        "0.5",
+        "--method",
+        "tsit5",
+    ]);
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    assert_eq!(auto.stdout, tsit5.stdout);
+}

@@ -43,7 +43,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub t1: Option<f64>,
     /// Solver: ODE euler midpoint heun rk4 bosh3 dopri5 tsit5 vern7 rosenbrock23 rodas5 bdf
-    /// (default tsit5); SDE euler_maruyama milstein reversible_heun sde_adaptive (default
+    /// auto (tsit5, switching to rodas5 where stiff) (default tsit5); SDE euler_maruyama milstein reversible_heun sde_adaptive (default
     /// euler_maruyama with a dt, else sde_adaptive).
     #[arg(long)]
     pub method: Option<String>,
@@ -215,6 +215,11 @@ pub(super) fn check_dde(prog: &Program, p: &[f64], opts: &SolveOptions) -> Resul
     if opts.method == Method::Vern7 {
         return Err(Failure::unavailable(
             "error: vern7 cannot solve delay equations: its lagged values would come from a cubic Hermite history, far below its order; use tsit5, dopri5 or a stiff method",
+        ));
+    }
+    if opts.method == Method::Auto {
+        return Err(Failure::unavailable(
+            "error: method auto cannot solve delay equations: the history lives in the method's own interpolant, which would change at every switch; use tsit5, dopri5 or a stiff method",
         ));
     }
     if opts.t1 < opts.t0 {

@@ -458,6 +458,12 @@ pub fn solve_dde_history<D: DdeRhs + ?Sized>(
             "vern7 cannot solve delay equations here: its history would be read through a cubic Hermite interpolant, far below its order; use tsit5 or dopri5".into(),
         ));
     }
+    if opts.method == Method::Auto {
+        return Err(invalid(
+            opts,
+            "method auto cannot solve delay equations here: the history is kept in the method's own interpolant, which would change at every switch; choose tsit5, dopri5 or a stiff method".into(),
+        ));
+    }
     let (t0, t1) = (opts.t0, opts.t1);
     if t1 < t0 {
         return Err(invalid(

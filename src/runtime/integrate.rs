@@ -53,11 +53,14 @@ pub enum Method {
     /// Variable-order (1–5) BDF/NDF with quasi-constant steps, modified Newton and
     /// Jacobian/LU reuse. Adaptive only.
     Bdf,
+    /// Stiffness switching: tsit5 while the problem is non-stiff, rodas5 where it is stiff
+    /// (see [`super::stiff::auto`]). Adaptive only.
+    Auto,
 }
 
 impl Method {
     /// Every method, explicit then implicit.
-    pub const ALL: [Method; 11] = [
+    pub const ALL: [Method; 12] = [
         Method::Euler,
         Method::Midpoint,
         Method::Heun,
@@ -69,6 +72,7 @@ impl Method {
         Method::Rosenbrock23,
         Method::Rodas5,
         Method::Bdf,
+        Method::Auto,
     ];
 
     /// The explicit Runge–Kutta methods (those with a Butcher tableau).
@@ -104,17 +108,22 @@ impl Method {
             Method::Rosenbrock23 => "rosenbrock23",
             Method::Rodas5 => "rodas5",
             Method::Bdf => "bdf",
+            Method::Auto => "auto",
         }
     }
 
-    /// Needs a Jacobian and runs in [`super::stiff::solve_stiff`].
+    /// Needs a Jacobian and runs in [`super::stiff::solve_stiff`] (auto too: it may switch
+    /// to rodas5).
     pub fn is_implicit(self) -> bool {
-        matches!(self, Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf)
+        matches!(
+            self,
+            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf | Method::Auto
+        )
     }
 
-    /// A Rosenbrock method (needs ∂f/∂t as well as the Jacobian).
+    /// A Rosenbrock method, or one that may use one (needs ∂f/∂t as well as the Jacobian).
     pub fn is_rosenbrock(self) -> bool {
-        matches!(self, Method::Rosenbrock23 | Method::Rodas5)
+        matches!(self, Method::Rosenbrock23 | Method::Rodas5 | Method::Auto)
     }
 
     /// Needs a `dt` and always runs with fixed steps (heun carries an embedded Euler estimate
@@ -128,7 +137,7 @@ impl Method {
 
     /// Always adaptive: `adaptive = false` is refused (bdf).
     pub fn is_adaptive_only(self) -> bool {
-        matches!(self, Method::Bdf)
+        matches!(self, Method::Bdf | Method::Auto)
     }
 
     /// The order of the method (bdf: its highest order, 5).
@@ -169,6 +178,8 @@ impl Method {
             Method::Rosenbrock23 => (2, 3, true, 3),
             Method::Rodas5 => (5, 4, false, 8),
             Method::Bdf => (5, 0, false, 1),
+            // The orders and stages of its stiff half, rodas5 (tsit5 has the same orders).
+            Method::Auto => (5, 4, false, 8),
         }
     }
 
@@ -183,7 +194,7 @@ impl Method {
             Method::Dopri5 => DOPRI5.dense,
             Method::Tsit5 => TSIT5.dense,
             Method::Vern7 => VERN7.dense,
-            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf => return None,
+            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf | Method::Auto => return None,
         })
     }
 
@@ -198,7 +209,7 @@ impl Method {
             Method::Dopri5 => DOPRI5.to_tableau(),
             Method::Tsit5 => TSIT5.to_tableau(),
             Method::Vern7 => VERN7.to_tableau(),
-            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf => return None,
+            Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf | Method::Auto => return None,
         })
     }
 }
@@ -492,13 +503,15 @@ pub fn solve_traced<R: OdeRhs + ?Sized>(
         Method::Dopri5 => run::<R, 7, Dopri5>(rhs, u0, opts, trace),
         Method::Tsit5 => run::<R, 7, Tsit5>(rhs, u0, opts, trace),
         Method::Vern7 => run::<R, 10, Vern7>(rhs, u0, opts, trace),
-        m @ (Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf) => Err(SolveError {
-            t: opts.t0,
-            reason: FailReason::InvalidInput(format!(
-                "method `{m}` is implicit: it needs a Jacobian (solve it with solve_stiff or solve_any)"
-            )),
-            stats: Stats::default(),
-        }),
+        m @ (Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf | Method::Auto) => {
+            Err(SolveError {
+                t: opts.t0,
+                reason: FailReason::InvalidInput(format!(
+                    "method `{m}` is implicit: it needs a Jacobian (solve it with solve_stiff or solve_any)"
+                )),
+                stats: Stats::default(),
+            })
+        }
     }
 }
 
@@ -919,7 +932,7 @@ fn run<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
     } else {
         run_adaptive::<R, S, M>(rhs, opts, &mut w)?;
     }
-    debug_assert_eq!(w.si, w.save.len());
+    debug_assert!(w.si == w.save.len() || rhs.stop_requested());
     if let Some(tr) = w.trace {
         tr.u_end.extend_from_slice(&w.u[..dim]);
     }
@@ -1055,7 +1068,7 @@ fn run_adaptive<R: OdeRhs + ?Sized, const S: usize, M: Scheme<S>>(
             rhs.step_accepted(t, h, t_new, &w.u[..dim], &w.un[..dim], &w.k);
             k0_valid = accept::<R, S, M>(rhs, t, h, t_new, w)?;
             t = t_new;
-            if last {
+            if last || rhs.stop_requested() {
                 return Ok(());
             }
             h *= d.factor;

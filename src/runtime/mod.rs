@@ -45,6 +45,13 @@ pub trait OdeRhs {
         _k: &[f64],
     ) {
     }
+    /// Asked after each accepted step (after [`OdeRhs::step_accepted`]): `true` ends the
+    /// solve there, successfully, with the save points up to that step filled. The default
+    /// never stops; `method = auto` (see [`stiff::auto`]) stops a solve to switch methods.
+    #[inline(always)]
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// A sparsity pattern in compressed sparse row form: row `i` has nonzeros in columns

@@ -136,7 +136,7 @@ fn weighted_sum(p: Precision, coef: &[f64], indent: &str) -> String {
 fn tableau_code(method: Method, p: Precision) -> Result<String, StepperError> {
     let Some(tab) = method.tableau() else {
         return unsupported(format!(
-            "method `{method}` is implicit: the GPU steppers run explicit Runge–Kutta methods and fixed-step SDE methods"
+            "method `{method}` needs a Jacobian (an implicit method, or auto's switch to rodas5): the GPU steppers run explicit Runge–Kutta methods and fixed-step SDE methods"
         ));
     };
     let dense = method.dense_kind();

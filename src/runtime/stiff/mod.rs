@@ -41,6 +41,7 @@ macro_rules! with_const_n {
     };
 }
 
+pub mod auto;
 pub mod bdf;
 pub mod linsolve;
 pub mod rosenbrock;
@@ -63,6 +64,7 @@ pub fn solve_stiff<R: OdeJacobian + ?Sized>(
         Method::Rosenbrock23 => rosenbrock::solve::<R, rosenbrock::Ros23>(rhs, u0, opts),
         Method::Rodas5 => rosenbrock::solve::<R, rosenbrock::Rodas5P>(rhs, u0, opts),
         Method::Bdf => bdf::solve(rhs, u0, opts),
+        Method::Auto => auto::solve(rhs, u0, opts),
         m => Err(SolveError {
             t: opts.t0,
             reason: FailReason::InvalidInput(format!(
@@ -179,8 +181,8 @@ impl Out {
         }
     }
 
+    /// The rows so far (all of them, unless the solve stopped early on request).
     pub(crate) fn finish(self) -> Solution {
-        debug_assert_eq!(self.si, self.save.len());
         Solution {
             t: self.out_t,
             u: self.out_u,

@@ -625,7 +625,7 @@ fn run_adaptive<R: OdeJacobian + ?Sized, M: RosScheme>(
             accept::<R, M>(rhs, t, h, t_new, last, w, out)?;
             t = t_new;
             fresh = false;
-            if last {
+            if last || rhs.stop_requested() {
                 return Ok(());
             }
             h *= d.factor;

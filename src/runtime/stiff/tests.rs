@@ -828,3 +828,108 @@ fn explicit_methods_still_go_through_solve_with_unchanged() {
     assert_eq!(a, b);
     assert_eq!(a.stats.jac_evals, 0);
 }
+
+// ---- method = auto -------------------------------------------------------------------------
+
+/// A harmonic oscillator (non-stiff): u'' = −u.
+struct Oscillator;
+impl OdeRhs for Oscillator {
+    fn dim(&self) -> usize {
+        2
+    }
+    fn eval(&mut self, _t: f64, y: &[f64], dy: &mut [f64]) {
+        dy[0] = y[1];
+        dy[1] = -y[0];
+    }
+}
+impl OdeJacobian for Oscillator {
+    fn jac(&mut self, _t: f64, _y: &[f64], j: &mut [f64]) {
+        j.copy_from_slice(&[0.0, 1.0, -1.0, 0.0]);
+    }
+}
+
+#[test]
+fn auto_on_a_non_stiff_problem_is_tsit5_step_for_step() {
+    let mut o = SolveOptions::new(Method::Auto, 0.0, 20.0);
+    o.saveat = SaveAt::Every(0.5);
+    o.rtol = 1e-8;
+    o.atol = vec![1e-10];
+    let a = run(&mut Oscillator, &[1.0, 0.0], &o);
+    o.method = Method::Tsit5;
+    let t = solve_any(&mut Oscillator, &[1.0, 0.0], &o).unwrap();
+    assert_eq!(a.t, t.t);
+    assert_eq!(a.u, t.u);
+    assert_eq!(a.stats, t.stats);
+    assert_eq!(a.stats.jac_evals, 0);
+}
+
+#[test]
+fn auto_switches_to_rodas5_on_rober_and_matches_the_reference() {
+    let o = rober_opts(Method::Auto, 1e5);
+    let s = run(&mut Rober, &[1.0, 0.0, 0.0], &o);
+    let reference = [
+        1.786592260209636e-2,
+        7.274751015624179e-8,
+        9.821340766967839e-1,
+    ];
+    for k in 0..3 {
+        let rel = (s.last()[k] - reference[k]).abs() / reference[k];
+        assert!(rel < 1e-4, "y{k}: {} vs {}", s.last()[k], reference[k]);
+    }
+    // Stiff almost from the start: a few dozen explicit steps, then rodas5's.
+    assert!(s.stats.jac_evals > 50, "{:?}", s.stats);
+    let mut t = rober_opts(Method::Tsit5, 1e5);
+    t.max_steps = 20 * s.stats.steps;
+    let tsit5 = solve_any(&mut Rober, &[1.0, 0.0, 0.0], &t).unwrap_err();
+    assert!(
+        matches!(tsit5.reason, FailReason::MaxSteps { .. }),
+        "tsit5 alone should need far more steps: {tsit5}"
+    );
+}
+
+#[test]
+fn auto_switches_both_ways_on_van_der_pol_and_fills_every_save_point() {
+    let mut reference = SolveOptions::new(Method::Rodas5, 0.0, 3000.0);
+    reference.rtol = 1e-12;
+    reference.atol = vec![1e-12];
+    reference.max_steps = 1_000_000;
+    reference.saveat = SaveAt::Every(100.0);
+    let r = run(&mut VdpMu(1000.0), &[2.0, 0.0], &reference);
+    let mut o = reference.clone();
+    o.method = Method::Auto;
+    o.rtol = 1e-8;
+    o.atol = vec![1e-8];
+    let s = run(&mut VdpMu(1000.0), &[2.0, 0.0], &o);
+    assert_eq!(s.t, r.t);
+    for i in 0..s.len() {
+        assert!(
+            (s.row(i)[0] - r.row(i)[0]).abs() < 1e-6,
+            "x({}) = {} vs {}",
+            s.t[i],
+            s.row(i)[0],
+            r.row(i)[0]
+        );
+    }
+    // Rodas5 on the slow manifold (a Jacobian per accepted stiff step), tsit5 through the
+    // fast jumps: hundreds of steps of each, so it switched back as well as forth.
+    let explicit = s.stats.accepted - s.stats.jac_evals;
+    assert!(s.stats.jac_evals > 200 && explicit > 200, "{:?}", s.stats);
+    // And fewer steps than rodas5 alone at the same tolerance.
+    o.method = Method::Rodas5;
+    let rodas = run(&mut VdpMu(1000.0), &[2.0, 0.0], &o);
+    assert!(s.stats.jac_evals < rodas.stats.jac_evals);
+}
+
+#[test]
+fn auto_reports_the_callers_max_steps_and_counts_every_piece() {
+    let mut o = rober_opts(Method::Auto, 1e5);
+    let whole = run(&mut Rober, &[1.0, 0.0, 0.0], &o);
+    // A budget that runs out halfway through the rodas5 piece.
+    let explicit = whole.stats.steps - whole.stats.jac_evals;
+    let budget = explicit + whole.stats.jac_evals / 2;
+    o.max_steps = budget;
+    let e = err_of(&mut Rober, &[1.0, 0.0, 0.0], &o);
+    assert_eq!(e.reason, FailReason::MaxSteps { max_steps: budget });
+    assert_eq!(e.stats.steps, budget);
+    assert!(e.stats.jac_evals > 0 && e.t > 0.0 && e.t < 1e5, "{e:?}");
+}

@@ -139,7 +139,7 @@ fn ensembles_vary_the_delay() {
 #[test]
 fn what_a_delay_model_cannot_do_has_an_exit_status_and_a_reason() {
     let m = write("mg2.nde", MG);
-    let cases: [(&[&str], i32, &str); 5] = [
+    let cases: [(&[&str], i32, &str); 6] = [
         (&["--method", "vern7"], 4, "vern7"),
         (&["--method", "auto"], 4, "auto"),
         (&["--t0", "5", "--t1", "1"], 2, "forward in time"),

@@ -22,6 +22,7 @@ ndec_row() { # problem model method t1 rtol atol
 ndec_row rober bench/models/rober.nde rodas5 1e5 1e-6 1e-10
 ndec_row rober bench/models/rober.nde bdf 1e5 1e-6 1e-10
 ndec_row rober bench/models/rober.nde rosenbrock23 1e5 1e-6 1e-10
+ndec_row rober bench/models/rober.nde auto 1e5 1e-6 1e-10
 ndec_row heat1000 bench/models/heat1000.nde bdf 10 1e-6 1e-8
 ndec_row heat1000 bench/models/heat1000.nde rodas5 10 1e-6 1e-8
 if [ -x "$DSB" ]; then

@@ -64,7 +64,7 @@ impl Ix {
 }
 
 /// Lanes per trip of an elementwise loop.
-const LOOP_UNROLL: usize = 4;
+const LOOP_UNROLL: usize = 8;
 
 type Body<'x, 'a, 'b> = &'x mut dyn FnMut(&mut Gen<'a, 'b>, Ix, &[Value]) -> Vec<Value>;
 
@@ -79,6 +79,22 @@ pub struct Gen<'a, 'b> {
     outs: Vec<Value>,
     scratch: Value,
     mem: MemFlagsData,
+    /// Two-lane mode (see [`Gen::write`]): every value is an F64X2 holding the entries at
+    /// `ix` and at [`second`]`(ix)` of the node being read.
+    wide: bool,
+}
+
+/// The entry that the second lane of a two-lane value holds: the loop counter's next value,
+/// i.e. `ix + mul` (a constant index is the same entry in both lanes).
+fn second(ix: Ix) -> Ix {
+    match ix {
+        Ix::Const(k) => Ix::Const(k),
+        Ix::Dyn { var, mul, add } => Ix::Dyn {
+            var,
+            mul,
+            add: add + mul,
+        },
+    }
 }
 
 /// Fills `func` (whose signature is already set) with the code of `f`.
@@ -116,6 +132,7 @@ pub fn build(
         outs,
         scratch,
         mem,
+        wide: false,
     };
     g.body();
     g.b.ins().return_(&[]);
@@ -250,14 +267,18 @@ impl<'a, 'b> Gen<'a, 'b> {
             let Ix::Dyn { var, .. } = i else {
                 unreachable!()
             };
-            for q in 0..LOOP_UNROLL as i64 {
+            // Two lanes at a time in F64X2 registers (SSE2 / NEON): the same IEEE operations
+            // per lane as the scalar code, so results stay bit-identical to the interpreter.
+            for q in (0..LOOP_UNROLL as i64).step_by(2) {
                 let ix = Ix::Dyn {
                     var,
                     mul: 1,
                     add: q,
                 };
+                g.wide = true;
                 let v = lane(g, ix);
                 g.store(dest, ix, v);
+                g.wide = false;
             }
             vec![]
         });
@@ -435,6 +456,22 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 
     fn load(&mut self, base: Value, offset: usize, ix: Ix) -> Value {
+        if self.wide {
+            return match ix {
+                Ix::Dyn { mul: 1, .. } => {
+                    let (p, off) = self.addr(base, offset, ix);
+                    let flags = self.unaligned();
+                    self.b.ins().load(types::F64X2, flags, p, off)
+                }
+                _ => {
+                    self.wide = false;
+                    let a = self.load(base, offset, ix);
+                    let b = self.load(base, offset, second(ix));
+                    self.wide = true;
+                    self.pair(a, b)
+                }
+            };
+        }
         let (p, off) = self.addr(base, offset, ix);
         self.b.ins().load(types::F64, self.mem, p, off)
     }
@@ -442,19 +479,63 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn store(&mut self, slot: Slot, ix: Ix, v: Value) {
         let base = self.base(slot.buf);
         let (p, off) = self.addr(base, slot.offset, ix);
-        self.b.ins().store(self.mem, v, p, off);
+        let flags = if self.wide { self.unaligned() } else { self.mem };
+        self.b.ins().store(flags, v, p, off);
+    }
+
+    /// The buffers are 8-byte aligned only: two-lane accesses must not claim 16.
+    fn unaligned(&self) -> MemFlagsData {
+        MemFlagsData::new().with_notrap()
+    }
+
+    /// An F64X2 of two f64 values.
+    fn pair(&mut self, a: Value, b: Value) -> Value {
+        if a == b {
+            return self.b.ins().splat(types::F64X2, a);
+        }
+        let v = self.b.ins().scalar_to_vector(types::F64X2, a);
+        self.b.ins().insertlane(v, b, 1)
+    }
+
+    /// The constant `x`, in both lanes in two-lane mode.
+    fn fconst(&mut self, x: f64) -> Value {
+        let c = self.b.ins().f64const(x);
+        if self.wide {
+            self.b.ins().splat(types::F64X2, c)
+        } else {
+            c
+        }
+    }
+
+    /// Whether `expand` computes this node on two-lane values directly; every other node
+    /// is computed lane by lane and the two results paired.
+    fn has_wide_form(node: &Node) -> bool {
+        match node {
+            Node::Const(_) | Node::Arg(_) | Node::Gather { .. } | Node::PowI(..) => true,
+            Node::Unary(op, _) => matches!(op, Func1::Neg | Func1::Abs | Func1::Sqrt),
+            Node::Binary(op, ..) => matches!(op, Op2::Add | Op2::Sub | Op2::Mul | Op2::Div),
+            _ => false,
+        }
     }
 
     /// Entry `ix` of node `id`, wherever it lives.
     fn elem(&mut self, id: NodeId, ix: Ix) -> Value {
         if self.f.len_of(id) == 1 {
-            return self.scalars[id.index()].expect("scalar used before it is computed");
+            let v = self.scalars[id.index()].expect("scalar used before it is computed");
+            return if self.wide {
+                self.b.ins().splat(types::F64X2, v)
+            } else {
+                v
+            };
         }
         match self.s.place(id) {
             Place::Arg(k) => self.load(self.args[k as usize], 0, ix),
             Place::Mem(slot) => self.load(self.base(slot.buf), slot.offset, ix),
             Place::Lanes(slot) => match (ix, slot) {
-                (Ix::Const(k), _) => self.lanes[id.index()][k as usize],
+                (Ix::Const(k), _) => {
+                    let v = self.lanes[id.index()][k as usize];
+                    if self.wide { self.pair(v, v) } else { v }
+                }
                 (_, Some(slot)) => self.load(self.base(slot.buf), slot.offset, ix),
                 (_, None) => panic!(
                     "schedule: %{} read at a run-time index but has no memory",
@@ -469,6 +550,16 @@ impl<'a, 'b> Gen<'a, 'b> {
     /// Entry `ix` of node `id`, computed from its operands.
     fn expand(&mut self, id: NodeId, ix: Ix) -> Value {
         let f = self.f;
+        if self.wide && !Self::has_wide_form(f.node(id)) {
+            self.wide = false;
+            let a = self.expand(id, ix);
+            let b = match ix {
+                Ix::Const(_) => a,
+                Ix::Dyn { .. } => self.expand(id, second(ix)),
+            };
+            self.wide = true;
+            return self.pair(a, b);
+        }
         match f.node(id) {
             Node::MatTVec { m, y, rows, cols } => {
                 // Entry j: Σ_i m[i*cols + j] y[i], over rows in order.
@@ -491,7 +582,7 @@ impl<'a, 'b> Gen<'a, 'b> {
                 let z = self.elem(*b, Ix::Const(k % nb));
                 self.b.ins().fmul(x, z)
             }
-            Node::Const(bits) => self.b.ins().f64const(f64::from_bits(*bits)),
+            Node::Const(bits) => self.fconst(f64::from_bits(*bits)),
             Node::Arg(k) => self.load(self.args[*k as usize], 0, ix),
             Node::Iota { start, .. } => match ix {
                 Ix::Const(k) => self.b.ins().f64const((start + k) as f64),
@@ -630,10 +721,10 @@ impl<'a, 'b> Gen<'a, 'b> {
         }
         let r = match result {
             Some(r) => r,
-            None => self.b.ins().f64const(1.0),
+            None => self.fconst(1.0),
         };
         if n < 0 {
-            let one = self.b.ins().f64const(1.0);
+            let one = self.fconst(1.0);
             self.b.ins().fdiv(one, r)
         } else {
             r

@@ -538,10 +538,12 @@ fn method_names_round_trip() {
     }
     assert_eq!(Method::from_name("rodas5"), Some(Method::Rodas5));
     assert_eq!(Method::from_name("rodas4"), None);
+    // Every method is explicit, implicit, or auto (which switches between one of each).
     assert_eq!(
-        Method::EXPLICIT.len() + Method::IMPLICIT.len(),
+        Method::EXPLICIT.len() + Method::IMPLICIT.len() + 1,
         Method::ALL.len()
     );
+    assert_eq!(Method::from_name("auto"), Some(Method::Auto));
     assert!(Method::EXPLICIT.iter().all(|m| !m.is_implicit()));
     assert!(Method::IMPLICIT.iter().all(|m| m.is_implicit()));
     let fixed: Vec<_> = Method::ALL

@@ -479,7 +479,11 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn store(&mut self, slot: Slot, ix: Ix, v: Value) {
         let base = self.base(slot.buf);
         let (p, off) = self.addr(base, slot.offset, ix);
-        let flags = if self.wide { self.unaligned() } else { self.mem };
+        let flags = if self.wide {
+            self.unaligned()
+        } else {
+            self.mem
+        };
         self.b.ins().store(flags, v, p, off);
     }
 

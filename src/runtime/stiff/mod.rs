@@ -1,8 +1,8 @@
-//! Stiff (implicit) methods: Rosenbrock methods (rosenbrock23, rodas5) and a variable-order
-//! BDF, driven by the same options, controller, save-time and failure semantics as the
-//! explicit loop (see `integrate`): save points are filled by each method's own dense output
-//! as steps pass them; t1 < t0 integrates backward; failures are statuses with the last
-//! accepted time and the work done so far.
+//! Stiff (implicit) methods: Rosenbrock methods (rosenbrock23, rodas5), a variable-order
+//! BDF, and `auto` (tsit5 and rodas5 with stiffness switching), driven by the same options,
+//! controller, save-time and failure semantics as the explicit loop (see `integrate`): save
+//! points are filled by each method's own dense output as steps pass them; t1 < t0 integrates
+//! backward; failures are statuses with the last accepted time and the work done so far.
 //!
 //! Linear algebra lives in `linsolve` (dense LU, hand-written for n ≤ 16, faer beyond; faer's
 //! sparse LU when the vector field gives a sparsity pattern).

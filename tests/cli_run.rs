@@ -489,3 +489,17 @@ fn method_auto_solves_stiff_and_non_stiff_models_from_the_flag_or_the_solve_bloc
     assert!(auto.status.success(), "{}", stderr(&auto));
     assert_eq!(auto.stdout, tsit5.stdout);
 }
+
+#[test]
+fn negative_numbers_are_flag_values() {
+    let m = write("lv_neg.nde", LV);
+    let o = ndec(&["run", s(&m), "--t0", "-1", "--t1", "0.5", "--saveat", "0.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, rows) = csv(&String::from_utf8(o.stdout).unwrap());
+    let ts: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(ts, [-1.0, -0.5, 0.0, 0.5]);
+    // A negative tolerance is read as a value and refused with its reason (exit 2).
+    let o = ndec(&["run", s(&m), "--t1", "1", "--rtol", "-1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--rtol"), "{}", stderr(&o));
+}

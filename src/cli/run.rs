@@ -33,6 +33,8 @@ pub enum BackendArg {
 }
 
 #[derive(clap::Args, Debug)]
+// Negative numbers are values, not flags: `--t0 -5`, `--rtol -1` (refused later with a reason).
+#[command(allow_negative_numbers = true)]
 pub struct RunArgs {
     /// The model file (.nde).
     pub model: PathBuf,

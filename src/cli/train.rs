@@ -13,6 +13,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
+// Negative numbers are values, not flags: `--t0 -5`, `--rtol -1` (refused later with a reason).
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// The model file (.nde).
     pub model: PathBuf,

@@ -100,6 +100,9 @@ pub enum TimeDerivative {
     Autonomous,
     /// `(t, u, p, dt) -> ddu`, called with dt = 1.
     Kernel(Arc<dyn Kernel>),
+    /// The vector field also reads inputs or lagged states, which move with t in ways its IR
+    /// does not show: the solver takes a forward difference.
+    Unavailable,
 }
 
 /// The compiled Jacobian ∂f/∂u: dense (column-major kernel output) for small or dense
@@ -234,6 +237,9 @@ impl Program {
 
     fn build_time_derivative(&self) -> Result<TimeDerivative, String> {
         let f = &self.ir.vector_field;
+        if f.args.len() != 3 {
+            return Ok(TimeDerivative::Unavailable);
+        }
         let t = f.arg_index("t").expect("the vector field takes t");
         if !f
             .nodes
@@ -526,7 +532,7 @@ impl OdeJacobian for ProgramRhs<'_> {
 
     fn time_derivative(&mut self, t: f64, u: &[f64], dfdt: &mut [f64]) -> bool {
         match self.time_derivative {
-            None => false,
+            None | Some(TimeDerivative::Unavailable) => false,
             Some(TimeDerivative::Autonomous) => {
                 dfdt.fill(0.0);
                 true

@@ -217,7 +217,18 @@ pub(crate) fn solve<R: OdeJacobian + ?Sized>(
         sol.u.extend_from_slice(&part.u);
         sol.stats.add(&part.stats);
         match sw.stop.take() {
+            // Done, or asked to switch on the very last step.
             None => return Ok(sol),
+            Some((ts, _)) if ts == opts.t1 => return Ok(sol),
+            Some((ts, _)) if sol.stats.steps >= opts.max_steps => {
+                return Err(SolveError {
+                    t: ts,
+                    reason: FailReason::MaxSteps {
+                        max_steps: opts.max_steps,
+                    },
+                    stats: sol.stats,
+                });
+            }
             Some((ts, us)) => {
                 (t, u) = (ts, us);
                 mode = match mode {

@@ -118,6 +118,112 @@ pub enum JacobianKernel {
     },
 }
 
+impl JacobianKernel {
+    /// ∂(output 0)/∂(argument `wrt`) of `f`, an `(t, x, p, …)` function: colour-compressed
+    /// sparse when x has more than [`DENSE_MAX`] entries and the structural pattern is under
+    /// 25% dense, else dense.
+    pub(crate) fn build(
+        f: &Function,
+        wrt: &str,
+        backend: Backend,
+    ) -> Result<JacobianKernel, String> {
+        let n = f.args[f.arg_index(wrt).expect("differentiate w.r.t. an argument")].len;
+        let sparse = if n > DENSE_MAX {
+            crate::diff::jacobian_sparse(f, wrt)
+        } else {
+            None
+        };
+        match sparse {
+            Some(sj) if sj.pattern.density() < 0.25 => {
+                let kernel = build_kernels(&[&sj.function], backend)
+                    .map_err(|e| e.to_string())?
+                    .remove(0);
+                let pattern = Sparsity {
+                    n,
+                    row_ptr: sj.pattern.row_ptr.clone(),
+                    cols: sj.pattern.cols.clone(),
+                };
+                Ok(JacobianKernel::Sparse {
+                    kernel,
+                    pattern,
+                    compressed_len: sj.colours * n,
+                    seeds: sj.seeds,
+                    gather: sj.gather,
+                })
+            }
+            _ => {
+                let jf = crate::diff::jacobian_dense(f, wrt, false);
+                let kernel = build_kernels(&[&jf], backend)
+                    .map_err(|e| e.to_string())?
+                    .remove(0);
+                Ok(JacobianKernel::Dense(kernel))
+            }
+        }
+    }
+
+    /// The pattern, for a sparse kernel.
+    pub(crate) fn sparsity(&self) -> Option<&Sparsity> {
+        match self {
+            JacobianKernel::Sparse { pattern, .. } => Some(pattern),
+            JacobianKernel::Dense(_) => None,
+        }
+    }
+
+    /// The dense n × n Jacobian, row-major, at `args` = (t, x, p).
+    pub(crate) fn dense(
+        &self,
+        args: [&[f64]; 3],
+        n: usize,
+        work: &mut Vec<f64>,
+        scratch: &mut Vec<f64>,
+        jac: &mut [f64],
+    ) {
+        match self {
+            JacobianKernel::Dense(k) => {
+                work.resize(n * n, 0.0);
+                k.call(&args, &mut [work], scratch);
+                column_to_row_major(work, jac, n);
+            }
+            JacobianKernel::Sparse { pattern, .. } => {
+                jac.fill(0.0);
+                let mut vals = vec![0.0; pattern.nnz()];
+                self.sparse_values(args, work, scratch, &mut vals);
+                for i in 0..n {
+                    let row = pattern.row_ptr[i]..pattern.row_ptr[i + 1];
+                    for (nz, &j) in row.clone().zip(&pattern.cols[row]) {
+                        jac[i * n + j] = vals[nz];
+                    }
+                }
+            }
+        }
+    }
+
+    /// A sparse kernel's values at `args` = (t, x, p), in the order of its pattern.
+    pub(crate) fn sparse_values(
+        &self,
+        args: [&[f64]; 3],
+        work: &mut Vec<f64>,
+        scratch: &mut Vec<f64>,
+        values: &mut [f64],
+    ) {
+        let JacobianKernel::Sparse {
+            kernel,
+            seeds,
+            gather,
+            compressed_len,
+            ..
+        } = self
+        else {
+            unreachable!("sparse values are only read from a sparse kernel")
+        };
+        work.resize(*compressed_len, 0.0);
+        kernel.call(&[args[0], args[1], args[2], seeds], &mut [work], scratch);
+        for (v, &g) in values.iter_mut().zip(gather.iter()) {
+            *v = work[g as usize];
+        }
+    }
+}
+
 /// The compiled kernels of an SDE (see [`crate::stochastic`]).
 pub struct SdeKernels {
     /// `(t, u, p, dw) -> (f_ito, G dw)`.
@@ -271,39 +377,7 @@ impl Program {
     }
 
     fn build_jacobian(&self) -> Result<JacobianKernel, String> {
-        let f = &self.ir.vector_field;
-        let n = self.dim();
-        let sparse = if n > DENSE_MAX {
-            crate::diff::jacobian_sparse(f, "u")
-        } else {
-            None
-        };
-        match sparse {
-            Some(sj) if sj.pattern.density() < 0.25 => {
-                let kernel = build_kernels(&[&sj.function], self.backend)
-                    .map_err(|e| e.to_string())?
-                    .remove(0);
-                let pattern = Sparsity {
-                    n,
-                    row_ptr: sj.pattern.row_ptr.clone(),
-                    cols: sj.pattern.cols.clone(),
-                };
-                Ok(JacobianKernel::Sparse {
-                    kernel,
-                    pattern,
-                    compressed_len: sj.colours * n,
-                    seeds: sj.seeds,
-                    gather: sj.gather,
-                })
-            }
-            _ => {
-                let jf = crate::diff::jacobian_dense(f, "u", false);
-                let kernel = build_kernels(&[&jf], self.backend)
-                    .map_err(|e| e.to_string())?
-                    .remove(0);
-                Ok(JacobianKernel::Dense(kernel))
-            }
-        }
+        JacobianKernel::build(&self.ir.vector_field, "u", self.backend)
     }
 
     /// Number of scalar state entries.
@@ -499,35 +573,15 @@ impl<'a> ProgramRhs<'a> {
 
 impl OdeJacobian for ProgramRhs<'_> {
     fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]) {
-        let n = self.dim;
         self.t[0] = t;
-        match self.jacobian_kernel() {
-            JacobianKernel::Dense(k) => {
-                self.work.resize(n * n, 0.0);
-                k.call(
-                    &[&self.t, u, self.p],
-                    &mut [&mut self.work],
-                    &mut self.scratch,
-                );
-                column_to_row_major(&self.work, jac, n);
-            }
-            JacobianKernel::Sparse { .. } => {
-                jac.fill(0.0);
-                let pattern = self
-                    .sparsity()
-                    .cloned()
-                    .expect("a sparse kernel has a pattern");
-                let mut vals = vec![0.0; pattern.nnz()];
-                self.jac_sparse(t, u, &mut vals);
-                for i in 0..n {
-                    for (nz, &j) in (pattern.row_ptr[i]..pattern.row_ptr[i + 1])
-                        .zip(&pattern.cols[pattern.row_ptr[i]..pattern.row_ptr[i + 1]])
-                    {
-                        jac[i * n + j] = vals[nz];
-                    }
-                }
-            }
-        }
+        let k = self.jacobian_kernel();
+        k.dense(
+            [&self.t, u, self.p],
+            self.dim,
+            &mut self.work,
+            &mut self.scratch,
+            jac,
+        );
     }
 
     fn time_derivative(&mut self, t: f64, u: &[f64], dfdt: &mut [f64]) -> bool {
@@ -550,33 +604,18 @@ impl OdeJacobian for ProgramRhs<'_> {
     }
 
     fn sparsity(&self) -> Option<&Sparsity> {
-        match self.jacobian_kernel() {
-            JacobianKernel::Sparse { pattern, .. } => Some(pattern),
-            JacobianKernel::Dense(_) => None,
-        }
+        self.jacobian_kernel().sparsity()
     }
 
     fn jac_sparse(&mut self, t: f64, u: &[f64], values: &mut [f64]) {
-        let JacobianKernel::Sparse {
-            kernel,
-            seeds,
-            gather,
-            compressed_len,
-            ..
-        } = self.jacobian_kernel()
-        else {
-            unreachable!("jac_sparse is only called when sparsity() is Some")
-        };
         self.t[0] = t;
-        self.work.resize(*compressed_len, 0.0);
-        kernel.call(
-            &[&self.t, u, self.p, seeds],
-            &mut [&mut self.work],
+        let k = self.jacobian_kernel();
+        k.sparse_values(
+            [&self.t, u, self.p],
+            &mut self.work,
             &mut self.scratch,
+            values,
         );
-        for (v, &g) in values.iter_mut().zip(gather.iter()) {
-            *v = self.work[g as usize];
-        }
     }
 }
 

@@ -14,9 +14,9 @@
 
 use super::{Gradient, GradientError, RowLoss, Start};
 use crate::backend::Kernel;
-use crate::program::{Program, column_to_row_major, with_kernel_args};
+use crate::program::{Backend, JacobianKernel, Program, column_to_row_major, with_kernel_args};
 use crate::runtime::dde::{self, DdeOptions, DdeRhs};
-use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions};
+use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions, Sparsity};
 use std::sync::{Arc, OnceLock};
 
 /// The augmented vector field `(t, [u, S], p) → [f, f_u S + f_p]` and ∂u0/∂p.
@@ -27,8 +27,11 @@ pub struct ForwardKernels {
     /// A delay model's ∂φ/∂p `(t, p) → n × np` (column-major: the S layout).
     pub history_jacobian: Option<Arc<dyn Kernel>>,
     sys_ir: crate::ir::Function,
-    /// The augmented system's dense Jacobian (column-major), compiled for stiff methods.
-    jacobian: OnceLock<Result<Arc<dyn Kernel>, String>>,
+    /// The augmented system's Jacobian, compiled for stiff methods: sparse once the system
+    /// is large (the sensitivity blocks S_k' = f_u S_k + f_{p_k} couple only through u), which
+    /// for an MLP with hundreds of weights is the difference between a dense n(1+P)-square
+    /// matrix of generated columns and a few colours.
+    jacobian: OnceLock<Result<JacobianKernel, String>>,
 }
 
 impl ForwardKernels {
@@ -54,14 +57,9 @@ impl ForwardKernels {
         })
     }
 
-    fn jacobian(&self) -> Result<&Arc<dyn Kernel>, GradientError> {
+    fn jacobian(&self) -> Result<&JacobianKernel, GradientError> {
         self.jacobian
-            .get_or_init(|| {
-                let jac = crate::diff::jacobian_dense(&self.sys_ir, "U", false);
-                crate::backend::cranelift::compile(&jac)
-                    .map(|k| Arc::new(k) as Arc<dyn Kernel>)
-                    .map_err(|e| e.to_string())
-            })
+            .get_or_init(|| JacobianKernel::build(&self.sys_ir, "U", Backend::Jit))
             .as_ref()
             .map_err(|e| GradientError::Compile(e.clone()))
     }
@@ -70,7 +68,7 @@ impl ForwardKernels {
 /// A kernel `(t, U, p) -> dU` as a vector field, with its Jacobian kernel for stiff methods.
 struct KernelRhs<'a> {
     kernel: &'a dyn Kernel,
-    jacobian: Option<&'a dyn Kernel>,
+    jacobian: Option<&'a JacobianKernel>,
     p: &'a [f64],
     t: [f64; 1],
     scratch: Vec<f64>,
@@ -80,18 +78,35 @@ struct KernelRhs<'a> {
 
 impl OdeJacobian for KernelRhs<'_> {
     fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]) {
-        let n = self.dim;
-        let kernel = self
-            .jacobian
-            .expect("the Jacobian kernel is compiled before a stiff solve");
         self.t[0] = t;
-        self.work.resize(n * n, 0.0);
-        kernel.call(
-            &[&self.t, u, self.p],
-            &mut [&mut self.work],
+        let k = self.jacobian_kernel();
+        k.dense(
+            [&self.t, u, self.p],
+            self.dim,
+            &mut self.work,
             &mut self.scratch,
+            jac,
         );
-        column_to_row_major(&self.work, jac, n);
+    }
+    fn sparsity(&self) -> Option<&Sparsity> {
+        self.jacobian_kernel().sparsity()
+    }
+    fn jac_sparse(&mut self, t: f64, u: &[f64], values: &mut [f64]) {
+        self.t[0] = t;
+        let k = self.jacobian_kernel();
+        k.sparse_values(
+            [&self.t, u, self.p],
+            &mut self.work,
+            &mut self.scratch,
+            values,
+        );
+    }
+}
+
+impl<'a> KernelRhs<'a> {
+    fn jacobian_kernel(&self) -> &'a JacobianKernel {
+        self.jacobian
+            .expect("the Jacobian kernel is compiled before a stiff solve")
     }
 }
 
@@ -183,7 +198,7 @@ pub fn gradient(
     let stiff = opts.method.is_implicit();
     let o = augmented_options(opts, n, dim);
     let jacobian = match stiff {
-        true => Some(kernels.jacobian()?.as_ref()),
+        true => Some(kernels.jacobian()?),
         false => None,
     };
     let mut rhs = KernelRhs {
@@ -202,7 +217,7 @@ pub fn gradient(
 /// The augmented delay equation `(u, S)`: the same delays, history `(φ, ∂φ/∂p)`.
 struct AugmentedDde<'a> {
     kernels: &'a ForwardKernels,
-    jacobian: Option<&'a dyn Kernel>,
+    jacobian: Option<&'a JacobianKernel>,
     p: &'a [f64],
     tau: Vec<f64>,
     t: [f64; 1],
@@ -248,7 +263,9 @@ impl DdeRhs for AugmentedDde<'_> {
         self.scratch = scratch;
     }
     fn jac(&mut self, t: f64, u: &[f64], lags: &[f64], jac: &mut [f64]) -> bool {
-        let Some(kernel) = self.jacobian else {
+        // A sparse augmented Jacobian (large systems) is left to forward differences here,
+        // as for the model's own delay Jacobian.
+        let Some(JacobianKernel::Dense(kernel)) = self.jacobian else {
             return false;
         };
         let n = self.dim;
@@ -287,7 +304,7 @@ pub fn dde_gradient(
     let big = augmented_start(prog, kernels, p, start);
     let o = augmented_options(opts, n, dim);
     let jacobian = match opts.method.is_implicit() {
-        true => Some(kernels.jacobian()?.as_ref()),
+        true => Some(kernels.jacobian()?),
         false => None,
     };
     let history = prog.dde.as_ref().expect("a delay model").history.as_ref();

@@ -412,23 +412,13 @@ impl Program {
             self.layout.len,
             "the parameter vector has the wrong length"
         );
-        let kernel = self.vector_field.as_ref();
-        // The direct entry is used only when the kernel's ABI is exactly (t, u, p) -> du,
-        // which is checked here once instead of on every call.
-        let native = kernel.native().filter(|_| {
-            kernel.arg_lens() == [1, self.dim(), p.len()] && kernel.out_lens() == [self.dim()]
-        });
-        ProgramRhs {
-            kernel,
-            native,
-            jacobian: self.jacobian.get().and_then(|j| j.as_ref().ok()),
-            time_derivative: self.time_derivative.get().and_then(|d| d.as_ref().ok()),
+        ProgramRhs::bind(
+            self.vector_field.as_ref(),
+            self.jacobian.get().and_then(|j| j.as_ref().ok()),
+            self.time_derivative.get().and_then(|d| d.as_ref().ok()),
             p,
-            t: [0.0],
-            scratch: vec![0.0; self.vector_field.scratch_len()],
-            work: Vec::new(),
-            dim: self.dim(),
-        }
+            self.dim(),
+        )
     }
 
     /// Solves from `u0` with parameters `p` (stiff methods compile the Jacobian first).
@@ -565,6 +555,34 @@ pub struct ProgramRhs<'a> {
 }
 
 impl<'a> ProgramRhs<'a> {
+    /// A `(t, x, p) -> dx` kernel over `dim` entries, with what stiff methods need, bound to
+    /// `p`: the model's own vector field ([`Program::rhs`]) or the augmented system of forward
+    /// sensitivities.
+    pub(crate) fn bind(
+        kernel: &'a dyn Kernel,
+        jacobian: Option<&'a JacobianKernel>,
+        time_derivative: Option<&'a TimeDerivative>,
+        p: &'a [f64],
+        dim: usize,
+    ) -> ProgramRhs<'a> {
+        // The direct entry is used only when the kernel's ABI is exactly (t, x, p) -> dx,
+        // which is checked here once instead of on every call.
+        let native = kernel
+            .native()
+            .filter(|_| kernel.arg_lens() == [1, dim, p.len()] && kernel.out_lens() == [dim]);
+        ProgramRhs {
+            kernel,
+            native,
+            jacobian,
+            time_derivative,
+            p,
+            t: [0.0],
+            scratch: vec![0.0; kernel.scratch_len()],
+            work: Vec::new(),
+            dim,
+        }
+    }
+
     fn jacobian_kernel(&self) -> &'a JacobianKernel {
         self.jacobian
             .expect("Program::solve compiles the Jacobian before a stiff solve")

@@ -14,9 +14,11 @@
 
 use super::{Gradient, GradientError, RowLoss, Start};
 use crate::backend::Kernel;
-use crate::program::{Backend, JacobianKernel, Program, column_to_row_major, with_kernel_args};
+use crate::program::{
+    Backend, JacobianKernel, Program, ProgramRhs, column_to_row_major, with_kernel_args,
+};
 use crate::runtime::dde::{self, DdeOptions, DdeRhs};
-use crate::runtime::{self, OdeJacobian, OdeRhs, SolveOptions, Sparsity};
+use crate::runtime::{self, Method, SolveOptions};
 use std::sync::{Arc, OnceLock};
 
 /// The augmented vector field `(t, [u, S], p) → [f, f_u S + f_p]` and ∂u0/∂p.
@@ -57,67 +59,16 @@ impl ForwardKernels {
         })
     }
 
-    fn jacobian(&self) -> Result<&JacobianKernel, GradientError> {
+    /// The augmented system's Jacobian when `method` needs one (compiled on first use).
+    fn jacobian_for(&self, method: Method) -> Result<Option<&JacobianKernel>, GradientError> {
+        if !method.is_implicit() {
+            return Ok(None);
+        }
         self.jacobian
             .get_or_init(|| JacobianKernel::build(&self.sys_ir, "U", Backend::Jit))
             .as_ref()
+            .map(Some)
             .map_err(|e| GradientError::Compile(e.clone()))
-    }
-}
-
-/// A kernel `(t, U, p) -> dU` as a vector field, with its Jacobian kernel for stiff methods.
-struct KernelRhs<'a> {
-    kernel: &'a dyn Kernel,
-    jacobian: Option<&'a JacobianKernel>,
-    p: &'a [f64],
-    t: [f64; 1],
-    scratch: Vec<f64>,
-    work: Vec<f64>,
-    dim: usize,
-}
-
-impl OdeJacobian for KernelRhs<'_> {
-    fn jac(&mut self, t: f64, u: &[f64], jac: &mut [f64]) {
-        self.t[0] = t;
-        let k = self.jacobian_kernel();
-        k.dense(
-            [&self.t, u, self.p],
-            self.dim,
-            &mut self.work,
-            &mut self.scratch,
-            jac,
-        );
-    }
-    fn sparsity(&self) -> Option<&Sparsity> {
-        self.jacobian_kernel().sparsity()
-    }
-    fn jac_sparse(&mut self, t: f64, u: &[f64], values: &mut [f64]) {
-        self.t[0] = t;
-        let k = self.jacobian_kernel();
-        k.sparse_values(
-            [&self.t, u, self.p],
-            &mut self.work,
-            &mut self.scratch,
-            values,
-        );
-    }
-}
-
-impl<'a> KernelRhs<'a> {
-    fn jacobian_kernel(&self) -> &'a JacobianKernel {
-        self.jacobian
-            .expect("the Jacobian kernel is compiled before a stiff solve")
-    }
-}
-
-impl OdeRhs for KernelRhs<'_> {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-    fn eval(&mut self, t: f64, u: &[f64], du: &mut [f64]) {
-        self.t[0] = t;
-        self.kernel
-            .call(&[&self.t, u, self.p], &mut [du], &mut self.scratch);
     }
 }
 
@@ -195,21 +146,10 @@ pub fn gradient(
     let np = p.len();
     let dim = n * (1 + np);
     let big = augmented_start(prog, kernels, p, start);
-    let stiff = opts.method.is_implicit();
     let o = augmented_options(opts, n, dim);
-    let jacobian = match stiff {
-        true => Some(kernels.jacobian()?),
-        false => None,
-    };
-    let mut rhs = KernelRhs {
-        kernel: kernels.system.as_ref(),
-        jacobian,
-        p,
-        t: [0.0],
-        scratch: Vec::new(),
-        work: Vec::new(),
-        dim,
-    };
+    let jacobian = kernels.jacobian_for(opts.method)?;
+    // ∂/∂t of the augmented system is left to the Rosenbrock methods' forward difference.
+    let mut rhs = ProgramRhs::bind(kernels.system.as_ref(), jacobian, None, p, dim);
     let sol = runtime::solve_any(&mut rhs, &big, &o)?;
     Ok(loss_and_gradient(&sol, n, np, loss))
 }
@@ -303,10 +243,7 @@ pub fn dde_gradient(
     let tau = prog.delays(p);
     let big = augmented_start(prog, kernels, p, start);
     let o = augmented_options(opts, n, dim);
-    let jacobian = match opts.method.is_implicit() {
-        true => Some(kernels.jacobian()?),
-        false => None,
-    };
+    let jacobian = kernels.jacobian_for(opts.method)?;
     let history = prog.dde.as_ref().expect("a delay model").history.as_ref();
     let mut rhs = AugmentedDde {
         kernels,

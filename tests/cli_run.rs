@@ -1,35 +1,11 @@
 //! `ndec run`: every exit status, the trajectory CSV and the --stats JSON, defaults from
 //! the solve block, atomic output, ensembles and replay.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn ndec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndec"))
-        .args(args)
-        .output()
-        .expect("ndec runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ndec-cli-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn write(name: &str, text: &str) -> PathBuf {
-    let p = tmp(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::*;
+use std::path::Path;
+use std::process::Command;
 
 const LV: &str = "model lv\nparam a = 1.5, b = 1.0, c = 3.0, d = 1.0\nstate x = 1.0\nstate y = 1.0\noutput total = x + y\nx' = a*x - b*x*y\ny' = c*x*y - d*y\n";
 

@@ -2,27 +2,10 @@
 //! column, `--traj K` replaying one trajectory's rows exactly, `--stats` with
 //! `trajectories` and summed work, seeds, and the exit statuses of SDE misuse.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn ndec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndec"))
-        .args(args)
-        .output()
-        .expect("ndec runs")
-}
-
-fn write(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ndec-cli-sde-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::*;
+use std::process::Output;
 
 fn out(o: &Output) -> String {
     assert!(

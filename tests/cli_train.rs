@@ -2,35 +2,10 @@
 //! params that `ndec run` reads back, the plot, several trajectories with a vary file, and
 //! the exit status of every kind of bad input.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::*;
 use std::process::{Command, Output};
-
-fn ndec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndec"))
-        .args(args)
-        .output()
-        .expect("ndec runs")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ndec-cli-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn write(name: &str, text: &str) -> PathBuf {
-    let p = tmp(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn stats(o: &Output) -> serde_json::Value {
     let out = String::from_utf8_lossy(&o.stdout);

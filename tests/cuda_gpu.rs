@@ -7,14 +7,9 @@
 //! difference by well under 1e6) and the same total of accepted and rejected steps; f32
 //! within 1e-3 relative of the CPU's f64; SDE paths (same Philox streams) within 1e-12.
 
-use std::process::{Command, Output};
+mod common;
 
-fn ndec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ndec"))
-        .args(args)
-        .output()
-        .expect("ndec runs")
-}
+use common::*;
 
 fn model(rel: &str) -> String {
     format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))

@@ -179,10 +179,8 @@ impl JacobianKernel {
         jac: &mut [f64],
     ) {
         match self {
-            JacobianKernel::Dense(k) => {
-                work.resize(n * n, 0.0);
-                k.call(&args, &mut [work], scratch);
-                column_to_row_major(work, jac, n);
+            JacobianKernel::Dense(_) => {
+                self.dense_at(&args, n, work, scratch, jac);
             }
             JacobianKernel::Sparse { pattern, .. } => {
                 jac.fill(0.0);
@@ -196,6 +194,26 @@ impl JacobianKernel {
                 }
             }
         }
+    }
+
+    /// A dense kernel's n × n Jacobian, row-major, at the function's own arguments `args`
+    /// (a delay model's lagged states included). False for a sparse kernel, whose seeds
+    /// follow (t, x, p) only: the caller then takes forward differences.
+    pub(crate) fn dense_at(
+        &self,
+        args: &[&[f64]],
+        n: usize,
+        work: &mut Vec<f64>,
+        scratch: &mut Vec<f64>,
+        jac: &mut [f64],
+    ) -> bool {
+        let JacobianKernel::Dense(k) = self else {
+            return false;
+        };
+        work.resize(n * n, 0.0);
+        k.call(args, &mut [work], scratch);
+        column_to_row_major(work, jac, n);
+        true
     }
 
     /// A sparse kernel's values at `args` = (t, x, p), in the order of its pattern.
@@ -667,7 +685,7 @@ impl OdeRhs for ProgramRhs<'_> {
 }
 
 /// A Jacobian kernel's column-major n × n output into the row-major layout the solvers read.
-pub(crate) fn column_to_row_major(col: &[f64], row: &mut [f64], n: usize) {
+fn column_to_row_major(col: &[f64], row: &mut [f64], n: usize) {
     for i in 0..n {
         for j in 0..n {
             row[i * n + j] = col[j * n + i];

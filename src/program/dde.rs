@@ -6,7 +6,7 @@
 //! field to the runtime's [`DdeRhs`], and evaluating outputs that read lagged states. It
 //! must never step or interpolate itself: stepping and the history belong to the runtime.
 
-use super::{JacobianKernel, Program};
+use super::Program;
 use crate::backend::Kernel;
 use crate::runtime::dde::{self, DdeHistory, DdeOptions, DdeRhs, LagSource};
 use crate::runtime::{self, Solution, SolveError};
@@ -96,21 +96,19 @@ impl DdeRhs for ProgramDde<'_> {
     fn jac(&mut self, t: f64, u: &[f64], lags: &[f64], jac: &mut [f64]) -> bool {
         // The Jacobian kernel keeps the vector field's arguments (the lags are held fixed);
         // a sparse one is left to forward differences.
-        let Some(Ok(JacobianKernel::Dense(kernel))) = self.prog.jacobian.get() else {
+        let Some(Ok(kernel)) = self.prog.jacobian.get() else {
             return false;
         };
         let n = self.prog.dim();
         self.t[0] = t;
         let mut work = std::mem::take(&mut self.work);
         let mut scratch = std::mem::take(&mut self.scratch);
-        work.resize(n * n, 0.0);
-        self.with_args(u, lags, |args| {
-            kernel.call(args, &mut [&mut work], &mut scratch)
+        let done = self.with_args(u, lags, |args| {
+            kernel.dense_at(args, n, &mut work, &mut scratch, jac)
         });
-        super::column_to_row_major(&work, jac, n);
         self.work = work;
         self.scratch = scratch;
-        true
+        done
     }
 }
 

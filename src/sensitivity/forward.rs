@@ -14,9 +14,7 @@
 
 use super::{Gradient, GradientError, RowLoss, Start};
 use crate::backend::Kernel;
-use crate::program::{
-    Backend, JacobianKernel, Program, ProgramRhs, column_to_row_major, with_kernel_args,
-};
+use crate::program::{Backend, JacobianKernel, Program, ProgramRhs, with_kernel_args};
 use crate::runtime::dde::{self, DdeOptions, DdeRhs};
 use crate::runtime::{self, Method, SolveOptions};
 use std::sync::{Arc, OnceLock};
@@ -205,21 +203,19 @@ impl DdeRhs for AugmentedDde<'_> {
     fn jac(&mut self, t: f64, u: &[f64], lags: &[f64], jac: &mut [f64]) -> bool {
         // A sparse augmented Jacobian (large systems) is left to forward differences here,
         // as for the model's own delay Jacobian.
-        let Some(JacobianKernel::Dense(kernel)) = self.jacobian else {
+        let Some(kernel) = self.jacobian else {
             return false;
         };
         let n = self.dim;
         self.t[0] = t;
         let mut work = std::mem::take(&mut self.work);
         let mut scratch = std::mem::take(&mut self.scratch);
-        work.resize(n * n, 0.0);
-        self.with_args(u, lags, |args| {
-            kernel.call(args, &mut [&mut work], &mut scratch)
+        let done = self.with_args(u, lags, |args| {
+            kernel.dense_at(args, n, &mut work, &mut scratch, jac)
         });
-        column_to_row_major(&work, jac, n);
         self.work = work;
         self.scratch = scratch;
-        true
+        done
     }
 }
 

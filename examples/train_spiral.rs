@@ -31,7 +31,8 @@ pub fn fit_spiral(verbose: bool) -> Result<(f64, f64, usize), Box<dyn std::error
     let mut opts = SolveOptions::new(Method::Tsit5, 0.0, 25.0);
     opts.rtol = 1e-7;
     opts.atol = vec![1e-9];
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let fit = FitOptions {
         optimizer: Optimizer::Adam {
             lr: 0.002,
@@ -64,7 +65,7 @@ pub fn fit_spiral(verbose: bool) -> Result<(f64, f64, usize), Box<dyn std::error
             Ok(())
         },
     )?;
-    let end = train::loss(&prog, &p, std::slice::from_ref(&data), &opts)?;
+    let end = train::loss(prog, &p, std::slice::from_ref(&data), &opts)?;
     Ok((report.curve[0], end, report.iters))
 }
 

@@ -61,7 +61,8 @@ pub fn fit_ude() -> Result<UdeResult, Box<dyn std::error::Error>> {
     let mut opts = SolveOptions::new(Method::Tsit5, 0.0, 6.0);
     opts.rtol = 1e-7;
     opts.atol = vec![1e-9];
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let mut stage = FitOptions {
         optimizer: Optimizer::Adam {
             lr: 0.01,
@@ -97,8 +98,8 @@ pub fn fit_ude() -> Result<UdeResult, Box<dyn std::error::Error>> {
         &stage,
         |_| Ok(()),
     )?;
-    let fit_loss = train::loss(&prog, &p, std::slice::from_ref(&data), &opts)?;
-    let extrapolation_rms = rms_after(&solve(&prog, &p, &times, 1e-9)?, &reference, seen);
+    let fit_loss = train::loss(prog, &p, std::slice::from_ref(&data), &opts)?;
+    let extrapolation_rms = rms_after(&solve(prog, &p, &times, 1e-9)?, &reference, seen);
     Ok(UdeResult {
         fit_loss,
         extrapolation_rms,

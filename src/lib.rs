@@ -5,12 +5,14 @@
 //! `opt` → `backend` (interpreter, Cranelift JIT) → `runtime` (the stepping loop).
 //! `driver` runs the stages without doing IO; `cli` is the only module that prints.
 
+pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod diag;
 pub mod diff;
 pub mod driver;
 pub mod ensemble;
+pub mod files;
 pub mod ir;
 pub mod math;
 pub mod opt;
@@ -24,3 +26,8 @@ pub mod span;
 pub mod stochastic;
 pub mod syntax;
 pub mod train;
+
+pub use api::{
+    Cotangents, Error, Kind, LayerEntry, Model, ModelError, Options, ParamEntry, Pullback,
+    SolveFailure, Solved, Values, compile, compile_source,
+};

@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 
 mod dde;
 pub(crate) use dde::with_kernel_args;
-pub use dde::{DdeKernels, ProgramDde};
+pub use dde::{DdeKernels, DdeRefusal, ProgramDde};
 use std::time::{Duration, Instant};
 
 /// Which back end runs the kernels.

@@ -269,11 +269,7 @@ pub fn loss_and_gradient(
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
     let denom = count(sets).max(1) as f64;
-    let mut total = Gradient {
-        loss: 0.0,
-        grad: vec![0.0; p.len()],
-        stats: Default::default(),
-    };
+    let mut total = Gradient::zero(p.len());
     for data in sets {
         let (pk, states) = data.setup(p);
         let opts = solve_options(base, data);
@@ -386,11 +382,7 @@ pub fn window_loss_and_gradient(
         .map(|&s| window(s).count())
         .sum::<usize>()
         .max(1) as f64;
-    let mut total = Gradient {
-        loss: 0.0,
-        grad: vec![0.0; p.len()],
-        stats: Default::default(),
-    };
+    let mut total = Gradient::zero(p.len());
     let (pk, _) = data.setup(p);
     for &s in starts {
         let w = window(s);
@@ -941,16 +933,6 @@ impl Moments {
     }
 }
 
-/// Fixed cotangents for one path (the moment loss is formed across paths first).
-struct Seeds<'a>(&'a [f64]);
-
-impl RowLoss for Seeds<'_> {
-    fn eval(&self, _t: &[f64], _u: &[f64], _dim: usize, gu: &mut [f64], _gp: &mut [f64]) -> f64 {
-        gu.copy_from_slice(self.0);
-        0.0
-    }
-}
-
 /// The moment-matching loss of an SDE: `paths` trajectories (0, 1, … of `opts.seed`) solved by
 /// `opts.method` (euler_maruyama or reversible_heun) on their fixed Brownian paths, and the
 /// mean over every observed moment cell of (simulated − observed)², means and variances
@@ -1015,8 +997,7 @@ pub fn moment_loss_and_gradient(
     }
     let mut total = Gradient {
         loss: loss / denom,
-        grad: vec![0.0; p.len()],
-        stats: Default::default(),
+        ..Gradient::zero(p.len())
     };
     for (k, opts_k) in all.iter().enumerate() {
         let g = crate::sensitivity::sde::path_gradient(
@@ -1025,7 +1006,7 @@ pub fn moment_loss_and_gradient(
             p,
             Start::Model,
             opts_k,
-            &Seeds(&seeds[k]),
+            &sensitivity::Cotangent(&seeds[k]),
             sensitivity,
         )?;
         for (a, b) in total.grad.iter_mut().zip(&g.grad) {
@@ -1078,6 +1059,7 @@ mod tests {
         Ok(Gradient {
             loss,
             grad,
+            start: None,
             stats: Stats::default(),
         })
     }
@@ -1122,8 +1104,7 @@ mod tests {
         assert!((r[0] - 2.0 * (1.0 - 0.05)).abs() < 1e-12, "{}", r[0]);
         let mut g = Gradient {
             loss: 1.0,
-            grad: vec![0.0, 0.0],
-            stats: Stats::default(),
+            ..Gradient::zero(2)
         };
         add_l2_penalty(0.5, &[1.0, -2.0], &mut g);
         assert_eq!(g.loss, 1.0 + 0.5 * 5.0);

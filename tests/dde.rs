@@ -288,7 +288,8 @@ fn dde_gradients_agree_with_central_differences() {
     let prog = compile(DECAY);
     let p = prog.default_params();
     let data = truth_data(&prog, &p, 6.0, 0.5);
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     for (m, tol) in [
         (Method::Tsit5, 1e-7),
         (Method::Dopri5, 1e-7),
@@ -298,7 +299,7 @@ fn dde_gradients_agree_with_central_differences() {
         o.rtol = 1e-11;
         o.atol = vec![1e-13];
         let g = grad(&kernels, Sensitivity::Forward, &p, &data, &o).unwrap();
-        let fd = central_differences(&prog, &p, &data, &o);
+        let fd = central_differences(prog, &p, &data, &o);
         let r = rel(&g.grad, &fd);
         eprintln!(
             "{m}: gradient {:?} vs central differences {:?}: rel {r:.2e}",
@@ -322,12 +323,13 @@ fn an_mlp_in_a_delay_model_gets_exact_weight_gradients() {
     let p = prog.default_params();
     assert!(p.len() > 20);
     let data = truth_data(&prog, &p, 3.0, 0.25);
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let mut o = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
     o.rtol = 1e-11;
     o.atol = vec![1e-13];
     let g = grad(&kernels, Sensitivity::Forward, &p, &data, &o).unwrap();
-    let fd = central_differences(&prog, &p, &data, &o);
+    let fd = central_differences(prog, &p, &data, &o);
     let r = rel(&g.grad, &fd);
     eprintln!("neural DDE, {} weights: rel {r:.2e}", p.len());
     assert!(r < 1e-6, "{r}");
@@ -351,7 +353,8 @@ fn the_discrete_adjoint_equals_forward_sensitivities() {
         let prog = compile(text);
         let p = prog.default_params();
         let data = truth_data(&prog, &p, t1, every);
-        let kernels = Kernels::new(&prog);
+        let kernels = Kernels::new(prog);
+        let prog = kernels.program();
         for (m, rtol) in [(Method::Tsit5, 1e-8), (Method::Dopri5, 1e-6)] {
             let mut o = SolveOptions::new(m, 0.0, 0.0);
             o.rtol = rtol;
@@ -371,7 +374,7 @@ fn the_discrete_adjoint_equals_forward_sensitivities() {
         o.rtol = 1e-11;
         o.atol = vec![1e-13];
         let adj = grad(&kernels, Sensitivity::Discrete, &p, &data, &o).unwrap();
-        let fd = central_differences(&prog, &p, &data, &o);
+        let fd = central_differences(prog, &p, &data, &o);
         let r = rel(&adj.grad, &fd);
         eprintln!("discrete vs central differences: rel {r:.2e}");
         assert!(r < 1e-6, "{r}");
@@ -390,7 +393,8 @@ fn unsupported_gradients_are_refused_with_a_reason() {
     );
     let p = prog.default_params();
     let data = truth_data(&prog, &p, 3.0, 0.5);
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let o = SolveOptions::new(Method::Tsit5, 0.0, 0.0);
     let e = grad(&kernels, Sensitivity::Forward, &p, &data, &o).unwrap_err();
     assert!(e.to_string().contains("delay depends on parameter"), "{e}");
@@ -405,7 +409,7 @@ fn unsupported_gradients_are_refused_with_a_reason() {
     let e = grad(&kernels, Sensitivity::Discrete, &p, &data, &bosh).unwrap_err();
     assert!(e.to_string().contains("tsit5"), "{e}");
     assert_eq!(
-        Sensitivity::auto_for(&prog, Method::Tsit5),
+        Sensitivity::auto_for(prog, Method::Tsit5),
         Sensitivity::Forward
     );
 }

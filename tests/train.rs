@@ -63,12 +63,13 @@ fn central_differences(
 /// larger of the two or 1e-8), and the discrete adjoint with forward sensitivities to 1e-10.
 fn check_all_methods(text: &str, data: &str) {
     let (prog, data, opts) = setup(text, data);
-    check_methods(&prog, &data, &opts);
+    check_methods(prog, &data, &opts);
 }
 
-fn check_methods(prog: &Program, data: &[train::Data], opts: &SolveOptions) {
+fn check_methods(prog: Program, data: &[train::Data], opts: &SolveOptions) {
     let (data, opts) = (data.to_vec(), opts.clone());
     let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let p = prog.default_params();
     let fd = central_differences(prog, &p, &data, &opts);
     let l0 = train::loss(prog, &p, &data, &opts).unwrap();
@@ -134,7 +135,7 @@ fn several_observed_trajectories_with_their_own_starts() {
     assert_eq!(sets[1].times, vec![0.7, 2.0]);
     sets[0].fixed = vec![(Target::State(0), 0.8)];
     sets[1].fixed = vec![(Target::State(1), 1.4), (Target::Param(3), 0.9)];
-    check_methods(&prog, &sets, &opts);
+    check_methods(prog, &sets, &opts);
 }
 
 /// Observed outputs: an output that depends on params directly (its ∂o/∂p enters the
@@ -160,7 +161,8 @@ fn discrete_adjoint_is_the_derivative_of_the_computed_solution() {
         "param a = 1.5, b = 1.0, c = 3.0, d = 1.0\nnet nn = mlp(2 -> 3 -> 2, tanh, init = glorot(seed = 1))\nstate x = 1.0\nstate y = 1.0\nlet z = nn([x, y])\nx' = a*x - b*x*y + z[0]\ny' = c*x*y - d*y + z[1]\n",
         &format!("t,x,y\n{rows}"),
     );
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let p = prog.default_params();
     opts.rtol = 1e-4;
     opts.atol = vec![1e-6];
@@ -200,7 +202,8 @@ fn discrete_adjoint_is_the_derivative_of_the_computed_solution() {
 #[test]
 fn continuous_adjoints_converge_to_the_discrete_gradient() {
     let (prog, data, mut opts) = setup(LV, "t,x,y\n0.5,0.9,1.1\n1.0,,1.3\n2.5,1.7,0.2\n");
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let p = prog.default_params();
     let adj = AdjointOptions::default();
     for m in [
@@ -235,7 +238,8 @@ fn the_seminorm_saves_backward_steps_on_a_neural_model() {
     );
     opts.rtol = 1e-7;
     opts.atol = vec![1e-9];
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let p = prog.default_params();
     let semi = AdjointOptions::default();
     let full = AdjointOptions {
@@ -271,7 +275,8 @@ fn a_stiff_model_gets_gradients_from_the_stiff_solvers() {
         "param k1 = 0.04, k2 = 3e7, k3 = 1e4\nstate y1 = 1\nstate y2 = 0\nstate y3 = 0\ny1' = -k1*y1 + k3*y2*y3\ny2' = k1*y1 - k2*y2^2 - k3*y2*y3\ny3' = k2*y2^2\n",
         "t,y1,y2,y3\n0.1,0.995,,0.004\n0.5,0.98,,0.018\n1.0,0.966,3e-5,0.033\n",
     );
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let p = prog.default_params();
     let adj = AdjointOptions::default();
     opts.max_steps = 1_000_000;
@@ -312,10 +317,11 @@ fn adam_recovers_a_decay_rate() {
     );
     opts.rtol = 1e-8;
     opts.atol = vec![1e-10];
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let mut p = prog.default_params();
     let mut adam = Adam::new(0.05, p.len());
-    let first = train::loss(&prog, &p, &data, &opts).unwrap();
+    let first = train::loss(prog, &p, &data, &opts).unwrap();
     for _ in 0..300 {
         let g = grad(
             &kernels,
@@ -327,7 +333,7 @@ fn adam_recovers_a_decay_rate() {
         );
         adam.update(&mut p, &g.grad);
     }
-    let last = train::loss(&prog, &p, &data, &opts).unwrap();
+    let last = train::loss(prog, &p, &data, &opts).unwrap();
     assert!(last < 1e-6 * first, "loss {first} -> {last}");
     assert!((p[0] - 0.8).abs() < 1e-3, "k = {}", p[0]);
 }
@@ -342,7 +348,8 @@ fn a_large_sensitivity_system_uses_a_sparse_jacobian_and_stays_exact() {
         "net nn = mlp(2 -> 8 -> 2, tanh, init = glorot(seed = 3))\nstate x = 1\nstate y = 0.5\nlet z = nn([x, y])\nx' = -x + 0.1*z[0]\ny' = -2*y + 0.1*z[1]\n",
         "t,x,y\n0.5,0.62,0.2\n1.0,0.37,0.07\n",
     );
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
+    let prog = kernels.program();
     let p = prog.default_params();
     assert_eq!(p.len(), 42);
     let adj = AdjointOptions::default();

@@ -210,44 +210,14 @@ pub fn run(a: RunArgs) -> CliResult {
     Ok(())
 }
 
-/// What a delay model needs of the run before it starts: a method with a history
-/// interpolant of its order (exit 4 otherwise), positive delays and a fixed step no longer
-/// than the smallest (exit 2).
+/// What a delay model needs of the run before it starts (exit 4 for a method that cannot
+/// solve delay equations, exit 2 for unusable options or params).
 pub(super) fn check_dde(prog: &Program, p: &[f64], opts: &SolveOptions) -> Result<(), Failure> {
-    if opts.method == Method::Vern7 {
-        return Err(Failure::unavailable(
-            "error: vern7 cannot solve delay equations: its lagged values would come from a cubic Hermite history, far below its order; use tsit5, dopri5 or a stiff method",
-        ));
-    }
-    if opts.method == Method::Auto {
-        return Err(Failure::unavailable(
-            "error: method auto cannot solve delay equations: the history lives in the method's own interpolant, which would change at every switch; use tsit5, dopri5 or a stiff method",
-        ));
-    }
-    if opts.t1 < opts.t0 {
-        return Err(Failure::usage(format!(
-            "error: a delay model is solved forward in time only (t1 = {} < t0 = {})",
-            opts.t1, opts.t0
-        )));
-    }
-    let tau = prog.delays(p);
-    for (j, tj) in tau.iter().enumerate() {
-        if !(tj.is_finite() && *tj > 0.0) {
-            return Err(Failure::usage(format!(
-                "error: with these params the model's delay {} (in order of appearance) is {tj}: delays must be positive",
-                j + 1
-            )));
-        }
-    }
-    let tau_min = tau.iter().copied().fold(f64::INFINITY, f64::min);
-    if let Some(dt) = opts.dt.filter(|_| opts.is_fixed_step())
-        && dt.abs() > tau_min
-    {
-        return Err(Failure::usage(format!(
-            "error: --dt {dt} exceeds the smallest delay {tau_min}: a delay equation needs dt ≤ min τ"
-        )));
-    }
-    Ok(())
+    use crate::program::DdeRefusal;
+    prog.check_dde_options(p, opts).map_err(|e| match e {
+        DdeRefusal::Unavailable(m) => Failure::unavailable(format!("error: {m}")),
+        DdeRefusal::Invalid(m) => Failure::usage(format!("error: {m}")),
+    })
 }
 
 pub(super) fn compile_failure(src: &crate::driver::Source, e: CompileError) -> Failure {

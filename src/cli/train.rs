@@ -228,11 +228,10 @@ pub fn run(a: TrainArgs) -> CliResult {
         check_dde_training(&a, &prog, &p, &data, &opts, requested)?;
     }
     let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto_for(&prog, method));
-    let kernels = Kernels::new(&prog);
+    let kernels = Kernels::new(prog);
     kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
     let obj = OdeProblem {
-        prog: &prog,
         kernels,
         data,
         opts,
@@ -240,7 +239,8 @@ pub fn run(a: TrainArgs) -> CliResult {
         adjoint,
     };
     let fit_options = fit_options(&a, sensitivity, adjoint);
-    drive(&a, &prog.layout, started, compile_ms, p, fit_options, &obj)
+    let layout = &obj.kernels.program().layout;
+    drive(&a, layout, started, compile_ms, p, fit_options, &obj)
 }
 
 /// What training a delay model needs beyond a run (exit 4 where it is not available here):
@@ -329,16 +329,15 @@ trait Objective {
 }
 
 /// An ODE (or stiff, or neural) model against observed trajectories.
-struct OdeProblem<'a> {
-    prog: &'a Program,
-    kernels: Kernels<'a>,
+struct OdeProblem {
+    kernels: Kernels,
     data: Vec<train::Data>,
     opts: SolveOptions,
     sensitivity: Sensitivity,
     adjoint: AdjointOptions,
 }
 
-impl Objective for OdeProblem<'_> {
+impl Objective for OdeProblem {
     fn fit(
         &self,
         p: &mut [f64],
@@ -356,13 +355,13 @@ impl Objective for OdeProblem<'_> {
     }
 
     fn final_loss(&self, p: &[f64]) -> Result<f64, String> {
-        train::loss(self.prog, p, &self.data, &self.opts).map_err(|e| e.to_string())
+        train::loss(self.kernels.program(), p, &self.data, &self.opts).map_err(|e| e.to_string())
     }
 
     fn plot(&self, path: &std::path::Path, curve: &[f64], p: &[f64]) -> CliResult {
         // The first observed trajectory.
-        let fit =
-            train::predictions(self.prog, p, &self.data[0], &self.opts).map_err(|e| Failure {
+        let fit = train::predictions(self.kernels.program(), p, &self.data[0], &self.opts)
+            .map_err(|e| Failure {
                 code: exit::SOLVER,
                 message: format!("error: {e}"),
             })?;

@@ -204,11 +204,16 @@ pub fn jacobian_sparse(f: &Function, wrt: &str) -> Option<SparseJacobian> {
 /// layout as `U` (the lagged state and its sensitivities), adding
 /// `∂f/∂lagJ · S_k(t − τ_J)` to each sensitivity: the system is itself a delay equation
 /// with the same delays (delays that depend on p are not differentiated here).
-pub fn forward_sensitivity_system(f: &Function) -> Function {
+///
+/// With `state_columns`, n more blocks follow the params' (`S_{np+j}` = ∂u/∂u0_j, with no
+/// ∂f/∂p term: S' = J_u S): the sensitivities to a given initial state.
+pub fn forward_sensitivity_system(f: &Function, state_columns: bool) -> Function {
     let u_arg = f.arg_index("u").expect("a vector field has u");
     let p_arg = f.arg_index("p").expect("a vector field has p");
     let n = f.args[u_arg].len;
     let np = f.args[p_arg].len;
+    // Sensitivity blocks: one per param, then (optionally) one per state entry.
+    let blocks = np + if state_columns { n } else { 0 };
     let mut b = Builder::new(format!("{}_forward_sensitivity", f.name));
     let mut arg_nodes = Vec::with_capacity(f.args.len());
     // The augmented arguments: (index in f.args, the whole augmented buffer).
@@ -224,7 +229,7 @@ pub fn forward_sensitivity_system(f: &Function) -> Function {
             } else {
                 a.name.to_uppercase()
             };
-            let whole = b.arg(&name, n * (1 + np));
+            let whole = b.arg(&name, n * (1 + blocks));
             augmented.push((k, whole));
             arg_nodes.push(b.push(Node::Gather {
                 v: whole,
@@ -246,7 +251,7 @@ pub fn forward_sensitivity_system(f: &Function) -> Function {
     }
     let out_id = f.outputs[0].1;
     let mut pieces = vec![primal[out_id.index()]];
-    for k in 0..np {
+    for k in 0..blocks {
         // Tangent of each augmented argument: its k-th sensitivity block.
         let mut seeds: Vec<Option<NodeId>> = vec![None; f.args.len()];
         for &(a, whole) in &augmented {
@@ -257,7 +262,7 @@ pub fn forward_sensitivity_system(f: &Function) -> Function {
                 len: n as u32,
             }));
         }
-        seeds[p_arg] = Some(unit(&mut b, np, k));
+        seeds[p_arg] = (k < np).then(|| unit(&mut b, np, k));
         let tangents = forward::sweep(f, &mut b, &primal, &|a, _| seeds[a]);
         pieces.push(rules::or_zero(&mut b, tangents[out_id.index()], n));
     }

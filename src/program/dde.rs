@@ -112,7 +112,70 @@ impl DdeRhs for ProgramDde<'_> {
     }
 }
 
+/// Why a delay model cannot be solved with some options at some params.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DdeRefusal {
+    /// The method cannot solve delay equations (the message names one that can).
+    Unavailable(String),
+    /// The options or params are unusable: a delay that is not positive, a fixed step
+    /// longer than the smallest delay, an end time before the start.
+    Invalid(String),
+}
+
+impl std::fmt::Display for DdeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DdeRefusal::Unavailable(m) | DdeRefusal::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
 impl Program {
+    /// What a delay model needs of a solve before it starts: a method with a history
+    /// interpolant of its order, a forward span, positive delays and a fixed step no longer
+    /// than the smallest delay.
+    pub fn check_dde_options(
+        &self,
+        p: &[f64],
+        opts: &runtime::SolveOptions,
+    ) -> Result<(), DdeRefusal> {
+        use runtime::Method;
+        if opts.method == Method::Vern7 {
+            return Err(DdeRefusal::Unavailable(
+                "vern7 cannot solve delay equations: its lagged values would come from a cubic Hermite history, far below its order; use tsit5, dopri5 or a stiff method".into(),
+            ));
+        }
+        if opts.method == Method::Auto {
+            return Err(DdeRefusal::Unavailable(
+                "method auto cannot solve delay equations: the history lives in the method's own interpolant, which would change at every switch; use tsit5, dopri5 or a stiff method".into(),
+            ));
+        }
+        if opts.t1 < opts.t0 {
+            return Err(DdeRefusal::Invalid(format!(
+                "a delay model is solved forward in time only (t1 = {} < t0 = {})",
+                opts.t1, opts.t0
+            )));
+        }
+        let tau = self.delays(p);
+        for (j, tj) in tau.iter().enumerate() {
+            if !(tj.is_finite() && *tj > 0.0) {
+                return Err(DdeRefusal::Invalid(format!(
+                    "with these params the model's delay {} (in order of appearance) is {tj}: delays must be positive",
+                    j + 1
+                )));
+            }
+        }
+        let tau_min = tau.iter().copied().fold(f64::INFINITY, f64::min);
+        if let Some(dt) = opts.dt.filter(|_| opts.is_fixed_step())
+            && dt.abs() > tau_min
+        {
+            return Err(DdeRefusal::Invalid(format!(
+                "the step dt = {dt} exceeds the smallest delay {tau_min}: a delay equation needs dt ≤ min τ"
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether the model reads lagged states (`x(t - tau)`).
     pub fn is_dde(&self) -> bool {
         self.dde.is_some()

@@ -110,6 +110,7 @@ pub fn gradient(
     Ok(Gradient {
         loss: value,
         grad,
+        start: start.input_cotangent(&lambda),
         stats: sol.stats,
     })
 }

@@ -112,13 +112,17 @@ pub enum Start<'a> {
     Override(&'a [(usize, f64)]),
     /// A given state (a constant: no gradient flows into it).
     State(&'a [f64]),
+    /// A given state that is an input of the differentiated map: its cotangent ∂L/∂u(t0)
+    /// is returned in [`Gradient::start`]. (Forward sensitivities then also carry ∂u/∂u0,
+    /// n more columns; the adjoints get it for free.)
+    Input(&'a [f64]),
 }
 
 impl Start<'_> {
     /// The start state at params `p`.
     pub fn state(&self, prog: &Program, p: &[f64]) -> Vec<f64> {
         match self {
-            Start::State(u) => u.to_vec(),
+            Start::State(u) | Start::Input(u) => u.to_vec(),
             Start::Model => prog.initial_state(p),
             Start::Override(set) => {
                 let mut u = prog.initial_state(p);
@@ -134,7 +138,7 @@ impl Start<'_> {
     /// zeroed.
     pub fn model_cotangent(&self, lambda: &[f64]) -> Option<Vec<f64>> {
         match self {
-            Start::State(_) => None,
+            Start::State(_) | Start::Input(_) => None,
             Start::Model => Some(lambda.to_vec()),
             Start::Override(set) => {
                 let mut l = lambda.to_vec();
@@ -144,6 +148,22 @@ impl Start<'_> {
                 Some(l)
             }
         }
+    }
+
+    /// ∂L/∂u(t0) for [`Gradient::start`]: `Some` exactly for [`Start::Input`].
+    pub fn input_cotangent(&self, lambda: &[f64]) -> Option<Vec<f64>> {
+        matches!(self, Start::Input(_)).then(|| lambda.to_vec())
+    }
+}
+
+/// The loss ⟨ȳ, y⟩ for fixed cotangents ȳ of the saved rows (row-major, one row of `dim`
+/// per saved time): its gradient is the vector–Jacobian product of the solve map with ȳ.
+pub struct Cotangent<'a>(pub &'a [f64]);
+
+impl RowLoss for Cotangent<'_> {
+    fn eval(&self, _t: &[f64], u: &[f64], _dim: usize, gu: &mut [f64], _gp: &mut [f64]) -> f64 {
+        gu.copy_from_slice(self.0);
+        self.0.iter().zip(u).map(|(a, b)| a * b).sum()
     }
 }
 
@@ -161,7 +181,22 @@ pub trait RowLoss {
 pub struct Gradient {
     pub loss: f64,
     pub grad: Vec<f64>,
+    /// ∂L/∂u(t0), the cotangent of the start state: `Some` exactly when the solve started
+    /// from [`Start::Input`].
+    pub start: Option<Vec<f64>>,
     pub stats: Stats,
+}
+
+impl Gradient {
+    /// Zero loss and gradient over `np` params, no work: the start of a sum.
+    pub fn zero(np: usize) -> Gradient {
+        Gradient {
+            loss: 0.0,
+            grad: vec![0.0; np],
+            start: None,
+            stats: Stats::default(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -192,28 +227,47 @@ impl std::fmt::Display for GradientError {
 
 impl std::error::Error for GradientError {}
 
-/// The generated kernels every method may need, compiled on first use.
-pub struct Kernels<'a> {
-    prog: &'a Program,
+/// A compiled program with the generated derivative kernels every method may need, each
+/// compiled on first use. Owns the program (shared), so it can live as long as its user
+/// wants — a Python object, a training run — with no borrow to keep alive.
+pub struct Kernels {
+    prog: Arc<Program>,
     forward: OnceLock<Result<forward::ForwardKernels, String>>,
     adjoint: OnceLock<Result<AdjointKernels, String>>,
     output_vjp: OnceLock<Result<Arc<dyn Kernel>, String>>,
     dde_adjoint: OnceLock<Result<dde::DdeAdjointKernels, String>>,
+    sde: OnceLock<Result<sde::SdeKernels, String>>,
 }
 
-impl<'a> Kernels<'a> {
-    pub fn new(prog: &'a Program) -> Self {
+impl Kernels {
+    /// No kernel is compiled until a method asks for it.
+    pub fn new(prog: impl Into<Arc<Program>>) -> Self {
         Kernels {
-            prog,
+            prog: prog.into(),
             forward: OnceLock::new(),
             adjoint: OnceLock::new(),
             output_vjp: OnceLock::new(),
             dde_adjoint: OnceLock::new(),
+            sde: OnceLock::new(),
         }
     }
 
-    pub fn program(&self) -> &'a Program {
-        self.prog
+    /// The program these kernels differentiate.
+    pub fn program(&self) -> &Program {
+        &self.prog
+    }
+
+    /// The shared handle of the program.
+    pub fn program_arc(&self) -> &Arc<Program> {
+        &self.prog
+    }
+
+    /// The SDE adjoint kernels (an SDE model only).
+    pub fn sde(&self) -> Result<&sde::SdeKernels, GradientError> {
+        self.sde
+            .get_or_init(|| sde::SdeKernels::compile(&self.prog))
+            .as_ref()
+            .map_err(|e| GradientError::Compile(e.clone()))
     }
 
     /// Compiles what `method` needs now (so that compile time is not charged to a gradient).
@@ -242,21 +296,21 @@ impl<'a> Kernels<'a> {
 
     fn forward(&self) -> Result<&forward::ForwardKernels, GradientError> {
         self.forward
-            .get_or_init(|| forward::ForwardKernels::compile(self.prog))
+            .get_or_init(|| forward::ForwardKernels::compile(&self.prog))
             .as_ref()
             .map_err(|e| GradientError::Compile(e.clone()))
     }
 
     fn dde_adjoint(&self) -> Result<&dde::DdeAdjointKernels, GradientError> {
         self.dde_adjoint
-            .get_or_init(|| dde::DdeAdjointKernels::compile(self.prog))
+            .get_or_init(|| dde::DdeAdjointKernels::compile(&self.prog))
             .as_ref()
             .map_err(|e| GradientError::Compile(e.clone()))
     }
 
     fn adjoint(&self) -> Result<&AdjointKernels, GradientError> {
         self.adjoint
-            .get_or_init(|| AdjointKernels::compile(self.prog))
+            .get_or_init(|| AdjointKernels::compile(&self.prog))
             .as_ref()
             .map_err(|e| GradientError::Compile(e.clone()))
     }
@@ -291,7 +345,7 @@ pub fn gradient(
     loss: &dyn RowLoss,
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
-    let prog = kernels.prog;
+    let prog = kernels.program();
     if !prog.model.inputs.is_empty() {
         return Err(GradientError::Unsupported(
             "gradients of controlled models are not available yet".into(),

@@ -239,6 +239,7 @@ pub fn gradient(
             })
             .fold(0.0, f64::max),
     };
+    let input_cotangent = start.input_cotangent(&l0);
     if let Some(l0) = start.model_cotangent(&l0) {
         let mut g0 = vec![0.0; p.len()];
         kernels
@@ -252,6 +253,7 @@ pub fn gradient(
         gradient: Gradient {
             loss: value,
             grad,
+            start: input_cotangent,
             stats: fwd.stats,
         },
         reconstruction_error,

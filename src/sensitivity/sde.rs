@@ -200,6 +200,7 @@ pub fn gradient(
     Ok(Gradient {
         loss: value,
         grad,
+        start: start.input_cotangent(&ubar[..n]),
         stats,
     })
 }

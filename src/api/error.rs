@@ -80,6 +80,9 @@ impl Error {
 pub struct ModelError {
     diagnostics: Vec<Diagnostic>,
     rendered: String,
+    file: String,
+    /// (line, column), 1-based, of each diagnostic's primary span.
+    locations: Vec<(usize, usize)>,
 }
 
 impl ModelError {
@@ -91,10 +94,26 @@ impl ModelError {
             let s = if errors == 1 { "" } else { "s" };
             rendered.push_str(&format!("error: {} has {errors} error{s}\n", src.name));
         }
+        let locations = diagnostics
+            .iter()
+            .map(|d| crate::diag::line_col(&src.text, d.span.start as usize))
+            .collect();
         ModelError {
             diagnostics,
             rendered,
+            file: src.name.clone(),
+            locations,
         }
+    }
+
+    /// The file name the diagnostics point into.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The 1-based (line, column) of diagnostic `i`'s caret.
+    pub fn location(&self, i: usize) -> (usize, usize) {
+        self.locations[i]
     }
 
     /// The diagnostics, errors and warnings, in source order.

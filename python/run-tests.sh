@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the Python package (python/) into ndec's Python environment and runs its tests:
+#
+#   python/run-tests.sh [PYTEST ARGS...]        (from any directory)
+#
+# The environment is scripts/python-env.sh's venv (created on first use; torch and jax are
+# large). The extension is built by maturin in release mode through pip, into the
+# workspace's target/ (CARGO_TARGET_DIR is honoured); an unchanged tree rebuilds nothing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# cargo's rustc probe reads /dev/null; where it is a regular file (see .ci/run), empty it.
+if [ ! -c /dev/null ]; then
+    echo "run-tests: /dev/null is not the null device; emptying it" >&2
+    : >/dev/null || true
+fi
+
+PY=$(bash scripts/python-env.sh)
+PY=${PY##*$'\n'}
+# maturin's build backend runs the `maturin` command: the venv's, with --no-build-isolation.
+PATH="$(dirname "$PY"):$PATH"
+
+# --no-build-isolation: use the venv's maturin (no download per build); --no-deps and
+# --force-reinstall: always install the wheel just built, never touch numpy.
+echo "run-tests: building and installing ./python" >&2
+"$PY" -m pip install --quiet --no-build-isolation --no-deps --force-reinstall ./python >&2
+
+exec "$PY" -m pytest python/tests -q "$@"

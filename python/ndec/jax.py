@@ -53,19 +53,8 @@ def _hashable(v):
     return v
 
 
-def _lead(shape, k):
-    """The batch (leading) dims of an array whose last ``k`` dims are the row."""
-    return tuple(shape[: len(shape) - k])
-
-
-def _batch_shape(theta_shape, u0_shape):
-    a = _lead(theta_shape, 1)
-    b = () if u0_shape is None else _lead(u0_shape, 1)
-    return tuple(np.broadcast_shapes(a, b))
-
-
 def _host_ts(ts):
-    """Save times of a host call: vmap may have given them leading dims of size 1 (or a batch
+    """Save times of a host call: vmap may have given them leading dims (of size 1, or a batch
     of identical rows)."""
     ts = np.asarray(ts, dtype=np.float64)
     rows = ts.reshape(-1, ts.shape[-1])
@@ -74,54 +63,80 @@ def _host_ts(ts):
     return np.ascontiguousarray(rows[0])
 
 
-def _flat(x, batch, width):
-    """``x`` broadcast to the batch and flattened to ``(B, width)``, or one row when it is not
-    batched at all (so the pullback sums its cotangent over the batch)."""
-    lead = _lead(x.shape, 1)
-    if int(np.prod(lead, dtype=np.int64)) == 1 and len(batch) > 0:
-        return np.ascontiguousarray(x.reshape(width))
-    if not batch:
-        return np.ascontiguousarray(x.reshape(width))
-    full = np.broadcast_to(x, batch + (width,))
-    return np.ascontiguousarray(full.reshape(-1, width))
+class _Batch:
+    """How a host call's arrays are batched. Each argument arrives as ``vmap dims + its own
+    (declared) shape``: the leading dims ``vmap`` added (size 1 where that argument is not
+    mapped), then the user's explicit batch axes, then the row. The batch of the call is the
+    vmap dims ``V`` followed by the user's batch dims ``U`` (NumPy broadcasting within each)."""
+
+    def __init__(self, args):
+        # args: (array, declared shape) for theta and (when given) u0.
+        self.k = args[0][0].ndim - len(args[0][1])
+        self.V = tuple(np.broadcast_shapes(*(a.shape[: self.k] for a, _ in args)))
+        self.U = tuple(np.broadcast_shapes(*(tuple(d[:-1]) for _, d in args)))
+
+    @property
+    def shape(self):
+        return self.V + self.U
+
+    def shared(self, decl):
+        """An argument that is one row for the whole call (no vmap, no batch axis of its own):
+        the facade shares it, and sums its cotangent over the batch."""
+        return not self.V and len(decl) == 1
+
+    def rows(self, a, decl):
+        """``a`` broadcast to the call's batch, as ``(B, width)`` rows (or one row when shared)."""
+        a = np.asarray(a, dtype=np.float64)
+        width = decl[-1]
+        if self.shared(decl):
+            return np.ascontiguousarray(a.reshape(width))
+        user = tuple(decl[:-1])
+        a = a.reshape(a.shape[: self.k] + (1,) * (len(self.U) - len(user)) + user + (width,))
+        full = np.broadcast_to(a, self.shape + (width,))
+        return np.ascontiguousarray(full.reshape(-1, width))
+
+    def cotangent(self, g, decl):
+        """A cotangent from the facade, back in the argument's shape: per vmap element, and
+        summed over the user batch axes the argument did not have."""
+        g = np.asarray(g, dtype=np.float64)
+        if self.shared(decl):
+            return g.reshape(decl)
+        g = g.reshape(self.shape + (decl[-1],))
+        user = tuple(decl[:-1])
+        pad = (1,) * (len(self.U) - len(user)) + user
+        axes = tuple(len(self.V) + i for i, (have, want) in enumerate(zip(self.U, pad)) if want == 1 and have != 1)
+        if axes:
+            g = g.sum(axis=axes, keepdims=True)
+        return g.reshape(self.V + tuple(decl))
 
 
-def _sum_to(g, shape, batch):
-    """A cotangent computed for the full batch, summed back to the input's shape."""
-    g = np.asarray(g, dtype=np.float64)
-    width = shape[-1]
-    if g.ndim == 1:
-        return g.reshape(shape)
-    g = g.reshape(batch + (width,))
-    lead = _lead(shape, 1)
-    pad = (1,) * (len(batch) - len(lead)) + tuple(lead)
-    axes = tuple(i for i, (have, want) in enumerate(zip(batch, pad)) if want == 1 and have != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
-
-
-def _host_solve(static, ts, theta, u0):
+def _host_solve(static, decl, ts, theta, u0):
     m = static.model
-    batch = _batch_shape(theta.shape, None if u0 is None else u0.shape)
-    th = _flat(np.asarray(theta, np.float64), batch, m.num_params)
-    u = None if u0 is None else _flat(np.asarray(u0, np.float64), batch, len(m.states))
+    args = [(theta, decl[0])] + ([] if u0 is None else [(u0, decl[1])])
+    batch = _Batch(args)
+    th = batch.rows(theta, decl[0])
+    u = None if u0 is None else batch.rows(u0, decl[1])
     y = m.solve(_host_ts(ts), th, u, **static.solve_options)
-    return y.reshape(batch + y.shape[-2:])
+    return y.reshape(batch.shape + y.shape[-2:])
 
 
-def _host_vjp(static, ts, theta, u0, y_bar):
+def _host_vjp(static, decl, ts, theta, u0, y_bar):
     m = static.model
-    batch = _batch_shape(theta.shape, None if u0 is None else u0.shape)
-    th = _flat(np.asarray(theta, np.float64), batch, m.num_params)
-    u = None if u0 is None else _flat(np.asarray(u0, np.float64), batch, len(m.states))
+    args = [(theta, decl[0])] + ([] if u0 is None else [(u0, decl[1])])
+    batch = _Batch(args)
+    # Cotangents go back per vmap element: under vmap nothing is shared.
+    th = batch.rows(theta, decl[0])
+    u = None if u0 is None else batch.rows(u0, decl[1])
     _, pullback = m.solve_vjp(_host_ts(ts), th, u, **static.vjp_options)
+    # An unbatched cotangent arrives with leading dims of size 1: broadcast it.
     y_bar = np.asarray(y_bar, np.float64)
-    g_u0, g_theta = pullback(y_bar.reshape((-1,) + y_bar.shape[-2:]) if batch else y_bar)
-    g_theta = _sum_to(g_theta, theta.shape, batch)
+    y_bar = np.broadcast_to(y_bar, batch.shape + y_bar.shape[-2:])
+    flat = y_bar.reshape((-1,) + y_bar.shape[-2:]) if batch.shape else y_bar
+    g_u0, g_theta = pullback(np.ascontiguousarray(flat))
+    g_theta = batch.cotangent(g_theta, decl[0])
     if u0 is None:
         return (g_theta,)
-    return g_theta, _sum_to(g_u0, u0.shape, batch)
+    return g_theta, batch.cotangent(g_u0, decl[1])
 
 
 def _dtype():
@@ -129,7 +144,8 @@ def _dtype():
 
 
 def _out_shape(static, ts, theta, u0):
-    batch = _batch_shape(theta.shape, None if u0 is None else u0.shape)
+    users = [theta.shape[:-1]] + ([] if u0 is None else [u0.shape[:-1]])
+    batch = tuple(np.broadcast_shapes(*users))
     return jax.ShapeDtypeStruct(batch + (ts.shape[-1], len(static.model.states)), _dtype())
 
 
@@ -139,8 +155,10 @@ def _solve(static, ts, theta, u0):
 
 
 def _call_solve(static, ts, theta, u0):
+    decl = (theta.shape, None if u0 is None else u0.shape)
+
     def cb(ts, theta, u0=None):
-        return _host_solve(static, ts, theta, u0).astype(_dtype())
+        return _host_solve(static, decl, ts, theta, u0).astype(_dtype())
 
     args = (ts, theta) if u0 is None else (ts, theta, u0)
     return jax.pure_callback(cb, _out_shape(static, ts, theta, u0), *args, vmap_method="expand_dims")
@@ -156,8 +174,10 @@ def _solve_bwd(static, res, y_bar):
     if u0 is not None:
         shapes.append(jax.ShapeDtypeStruct(u0.shape, _dtype()))
 
+    decl = (theta.shape, None if u0 is None else u0.shape)
+
     def cb(ts, theta, y_bar, u0=None):
-        return tuple(g.astype(_dtype()) for g in _host_vjp(static, ts, theta, u0, y_bar))
+        return tuple(g.astype(_dtype()) for g in _host_vjp(static, decl, ts, theta, u0, y_bar))
 
     args = (ts, theta, y_bar) if u0 is None else (ts, theta, y_bar, u0)
     grads = jax.pure_callback(cb, tuple(shapes), *args, vmap_method="expand_dims")

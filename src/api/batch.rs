@@ -6,6 +6,7 @@
 use super::options::Plan;
 use super::{Error, Model, Options};
 use crate::runtime::{Solution, Stats};
+use crate::sensitivity::discrete::{self, Tape};
 use crate::sensitivity::{self, AdjointOptions, Cotangent, Gradient, Sensitivity, Start};
 use rayon::prelude::*;
 
@@ -176,8 +177,13 @@ impl Cotangents {
 
 /// The pullback of one [`Model::solve_vjp`]: maps cotangents ȳ of its trajectories to the
 /// cotangents of θ and u0. May be applied any number of times, from any thread.
+///
+/// With the discrete adjoint of an ODE it keeps each trajectory's recorded steps (a
+/// [`Tape`]), so applying it only runs the reverse sweep; the other methods solve again
+/// (the same arithmetic, so the same solution) inside their gradient.
 pub struct Pullback {
     model: Model,
+    tapes: Option<Vec<Tape>>,
     ts: Vec<f64>,
     theta: Owned,
     u0: Option<Owned>,
@@ -299,20 +305,41 @@ impl Model {
         u0: Option<Values>,
         opts: &Options,
     ) -> Result<(Solved, Pullback), Error> {
-        let plan = opts.plan(self.program(), ts)?;
-        let sensitivity = opts.sensitivity(self.program(), &plan, u0.is_some())?;
-        let solved = self.solve(ts, theta, u0, opts)?;
+        let prog = self.program();
+        let plan = opts.plan(prog, ts)?;
+        let sensitivity = opts.sensitivity(prog, &plan, u0.is_some())?;
+        let adjoint = AdjointOptions {
+            checkpoints: opts.checkpoints,
+            ..AdjointOptions::default()
+        };
+        let (solved, tapes) = match &plan {
+            Plan::Ode(o) if sensitivity == Sensitivity::Discrete && !prog.is_dde() => {
+                let shape = Shape::of(self, theta, u0)?;
+                self.kernels()
+                    .adjoint()
+                    .map_err(|e| Error::gradient(e, None))?;
+                let tapes = shape.run(|b| {
+                    let start = match shape.u0(b) {
+                        Some(u) => Start::Input(u),
+                        None => Start::Model,
+                    };
+                    discrete::record(prog, shape.theta(b), start, o, adjoint.checkpoints)
+                        .map_err(|e| Error::gradient(e, shape.batch.map(|_| b)))
+                })?;
+                let sols = tapes.iter().map(|t| t.solution().clone()).collect();
+                (self.collect(ts.len(), shape.batch, sols), Some(tapes))
+            }
+            _ => (self.solve(ts, theta, u0, opts)?, None),
+        };
         let pullback = Pullback {
             model: self.clone(),
+            tapes,
             ts: ts.to_vec(),
             theta: theta.to_owned(),
             u0: u0.map(Values::to_owned),
             plan,
             sensitivity,
-            adjoint: AdjointOptions {
-                checkpoints: opts.checkpoints,
-                ..AdjointOptions::default()
-            },
+            adjoint,
             batch: solved.batch,
         };
         Ok((solved, pullback))
@@ -398,7 +425,8 @@ impl Pullback {
         Ok(self.assemble(grads))
     }
 
-    /// One trajectory's ⟨ȳ_b, y_b⟩ and its gradient.
+    /// One trajectory's ⟨ȳ_b, y_b⟩ and its gradient: the reverse sweep of its tape, or a
+    /// gradient solve.
     fn gradient_one(
         &self,
         p: &[f64],
@@ -413,6 +441,10 @@ impl Pullback {
             None => Start::Model,
         };
         let loss = Cotangent(seeds);
+        if let Some(tapes) = &self.tapes {
+            let adjoint = kernels.adjoint()?;
+            return Ok(discrete::reverse(prog, adjoint, &tapes[b], p, start, &loss));
+        }
         match &self.plan {
             Plan::Ode(o) => {
                 sensitivity::gradient(kernels, self.sensitivity, p, start, o, &loss, self.adjoint)

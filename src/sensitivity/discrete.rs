@@ -17,7 +17,7 @@ use super::{AdjointKernels, Gradient, GradientError, RowLoss, Start, VjpCall};
 use crate::program::Program;
 use crate::runtime::dense;
 use crate::runtime::tableau::{DenseKind, Tableau};
-use crate::runtime::{OdeRhs, SolveOptions, Trace, solve_traced};
+use crate::runtime::{OdeRhs, Solution, SolveOptions, Trace, solve_traced};
 
 /// The loss and its gradient with respect to `p` by the discrete adjoint. `checkpoints`
 /// bounds the number of stored states (`None`: keep every step).
@@ -30,8 +30,37 @@ pub fn gradient(
     loss: &dyn RowLoss,
     checkpoints: Option<usize>,
 ) -> Result<Gradient, GradientError> {
+    let tape = record(prog, p, start, opts, checkpoints)?;
+    Ok(reverse(prog, kernels, &tape, p, start, loss))
+}
+
+/// A recorded forward solve: the solution and the steps the discrete adjoint reverses (see
+/// [`record`]). Plain data; reversed any number of times with [`reverse`].
+pub struct Tape {
+    sol: Solution,
+    trace: Trace,
+    u0: Vec<f64>,
+    opts: SolveOptions,
+}
+
+impl Tape {
+    /// The solution of the recorded solve (the same arithmetic as a plain solve).
+    pub fn solution(&self) -> &Solution {
+        &self.sol
+    }
+}
+
+/// Solves from `start` at `p` and records what the discrete adjoint needs. `checkpoints`
+/// bounds the number of stored states (`None`: keep every step's states and stages).
+pub fn record(
+    prog: &Program,
+    p: &[f64],
+    start: Start,
+    opts: &SolveOptions,
+    checkpoints: Option<usize>,
+) -> Result<Tape, GradientError> {
     let method = opts.method;
-    let (Some(tab), Some(kind)) = (method.tableau(), method.dense_kind()) else {
+    let (Some(_), Some(kind)) = (method.tableau(), method.dense_kind()) else {
         return Err(GradientError::Unsupported(format!(
             "the discrete adjoint runs through explicit Runge–Kutta steps; `{method}` is not one (use --sensitivity interpolating or forward)"
         )));
@@ -41,24 +70,49 @@ pub fn gradient(
             "the discrete adjoint does not support vern7's interpolant; use tsit5 or dopri5".into(),
         ));
     }
-    let n = prog.dim();
     let u0 = start.state(prog, p);
     let mut trace = Trace::new(checkpoints);
     let mut rhs = prog.rhs(p);
     let sol = solve_traced(&mut rhs, &u0, opts, Some(&mut trace))?;
+    Ok(Tape {
+        sol,
+        trace,
+        u0,
+        opts: opts.clone(),
+    })
+}
+
+/// The loss on a recorded solve and its gradient: the reverse sweep of [`record`]'s steps.
+/// `p` and `start` must be those the tape was recorded with.
+pub fn reverse(
+    prog: &Program,
+    kernels: &AdjointKernels,
+    tape: &Tape,
+    p: &[f64],
+    start: Start,
+    loss: &dyn RowLoss,
+) -> Gradient {
+    let (sol, trace, u0, opts) = (&tape.sol, &tape.trace, &tape.u0, &tape.opts);
+    let method = opts.method;
+    let (tab, kind) = (
+        method.tableau().expect("recorded by an explicit method"),
+        method.dense_kind().expect("recorded by an explicit method"),
+    );
+    let n = prog.dim();
+    let mut rhs = prog.rhs(p);
     let mut seeds = vec![0.0; sol.u.len()];
     let mut direct = vec![0.0; p.len()];
     let value = loss.eval(&sol.t, &sol.u, n, &mut seeds, &mut direct);
 
-    let rows = rows_by_step(&sol.t, &trace, opts.t0);
+    let rows = rows_by_step(&sol.t, trace, opts.t0);
     let mut back = Backward::new(&tab, kind, n, p.len(), kernels, p);
     let mut lambda = vec![0.0; n];
     let mut seg = Segment::default();
     for step in (0..trace.len()).rev() {
-        let (u, k) = seg.step(step, &trace, &tab, &mut rhs);
-        back.step(&trace, step, u, k, &rows[step], &sol.t, &seeds, &mut lambda);
+        let (u, k) = seg.step(step, trace, &tab, &mut rhs);
+        back.step(trace, step, u, k, &rows[step], &sol.t, &seeds, &mut lambda);
     }
-    back.flush_first_stage(opts.t0, &u0, &mut lambda);
+    back.flush_first_stage(opts.t0, u0, &mut lambda);
     for &r in &rows[trace.len()] {
         add(&mut lambda, &seeds[r * n..(r + 1) * n]);
     }
@@ -69,12 +123,12 @@ pub fn gradient(
     if let Some(l0) = start.model_cotangent(&lambda) {
         kernels.initial_vjp(p, &l0, &mut grad);
     }
-    Ok(Gradient {
+    Gradient {
         loss: value,
         grad,
         start: start.input_cotangent(&lambda),
         stats: sol.stats,
-    })
+    }
 }
 
 /// For each step the save rows it produced (in order), and last the rows at t0 before the

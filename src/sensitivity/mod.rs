@@ -308,7 +308,8 @@ impl Kernels {
             .map_err(|e| GradientError::Compile(e.clone()))
     }
 
-    fn adjoint(&self) -> Result<&AdjointKernels, GradientError> {
+    /// The vector field's and the initial state's VJP kernels (the adjoint methods').
+    pub fn adjoint(&self) -> Result<&AdjointKernels, GradientError> {
         self.adjoint
             .get_or_init(|| AdjointKernels::compile(&self.prog))
             .as_ref()

@@ -11,7 +11,10 @@ come back in JAX's default float dtype). ``ts`` is not differentiated; options a
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -69,10 +72,13 @@ class _Batch:
     mapped), then the user's explicit batch axes, then the row. The batch of the call is the
     vmap dims ``V`` followed by the user's batch dims ``U`` (NumPy broadcasting within each)."""
 
-    def __init__(self, args):
-        # args: (array, declared shape) for theta and (when given) u0.
+    def __init__(self, args, extra=()):
+        # args: (array, declared shape) for theta and (when given) u0; extra: other operands of
+        # the call (the cotangent) whose vmap dims count too: under jax.jacrev only the
+        # cotangent is mapped.
         self.k = args[0][0].ndim - len(args[0][1])
-        self.V = tuple(np.broadcast_shapes(*(a.shape[: self.k] for a, _ in args)))
+        vmapped = [a.shape[: self.k] for a, _ in args] + [np.shape(e)[: self.k] for e in extra]
+        self.V = tuple(np.broadcast_shapes(*vmapped))
         self.U = tuple(np.broadcast_shapes(*(tuple(d[:-1]) for _, d in args)))
 
     @property
@@ -120,14 +126,60 @@ def _host_solve(static, decl, ts, theta, u0):
     return y.reshape(batch.shape + y.shape[-2:])
 
 
-def _host_vjp(static, decl, ts, theta, u0, y_bar):
+class _Pullbacks:
+    """Pullbacks of recent forward passes, by token. The forward pass of a differentiated solve
+    keeps its pullback here (the discrete adjoint's holds the recorded steps) and hands JAX a
+    token as a residual, so the backward pass reverses that solve instead of solving again.
+    Bounded: a token whose entry is gone (or whose batch layout differs, as under ``jacrev``)
+    makes the backward pass solve again — the same result."""
+
+    def __init__(self, keep=16):
+        self._entries = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._next = itertools.count(1)
+        self._keep = keep
+
+    def put(self, pullback, shape) -> int:
+        with self._lock:
+            token = next(self._next) % (2**31 - 1) or 1
+            self._entries[token] = (pullback, shape)
+            while len(self._entries) > self._keep:
+                self._entries.popitem(last=False)
+            return token
+
+    def get(self, token, shape):
+        with self._lock:
+            entry = self._entries.get(token)
+        return entry[0] if entry is not None and entry[1] == shape else None
+
+
+_PULLBACKS = _Pullbacks()
+
+
+def _host_solve_vjp(static, decl, ts, theta, u0):
+    """The forward pass of a differentiated solve: y, and a token for its pullback."""
     m = static.model
     args = [(theta, decl[0])] + ([] if u0 is None else [(u0, decl[1])])
     batch = _Batch(args)
-    # Cotangents go back per vmap element: under vmap nothing is shared.
     th = batch.rows(theta, decl[0])
     u = None if u0 is None else batch.rows(u0, decl[1])
-    _, pullback = m.solve_vjp(_host_ts(ts), th, u, **static.vjp_options)
+    y, pullback = m.solve_vjp(_host_ts(ts), th, u, **static.vjp_options)
+    token = _PULLBACKS.put(pullback, batch.shape)
+    return y.reshape(batch.shape + y.shape[-2:]), np.full(batch.V, token, dtype=_token_dtype())
+
+
+def _host_vjp(static, decl, ts, theta, u0, y_bar, token=None):
+    m = static.model
+    args = [(theta, decl[0])] + ([] if u0 is None else [(u0, decl[1])])
+    batch = _Batch(args, extra=(y_bar,))
+    pullback = None
+    if token is not None and np.size(token) > 0:
+        pullback = _PULLBACKS.get(int(np.ravel(token)[0]), batch.shape)
+    if pullback is None:
+        # Cotangents go back per vmap element: under vmap nothing is shared.
+        th = batch.rows(theta, decl[0])
+        u = None if u0 is None else batch.rows(u0, decl[1])
+        _, pullback = m.solve_vjp(_host_ts(ts), th, u, **static.vjp_options)
     # An unbatched cotangent arrives with leading dims of size 1: broadcast it.
     y_bar = np.asarray(y_bar, np.float64)
     y_bar = np.broadcast_to(y_bar, batch.shape + y_bar.shape[-2:])
@@ -137,6 +189,10 @@ def _host_vjp(static, decl, ts, theta, u0, y_bar):
     if u0 is None:
         return (g_theta,)
     return g_theta, batch.cotangent(g_u0, decl[1])
+
+
+def _token_dtype():
+    return np.int64 if jax.config.jax_enable_x64 else np.int32
 
 
 def _dtype():
@@ -165,21 +221,30 @@ def _call_solve(static, ts, theta, u0):
 
 
 def _solve_fwd(static, ts, theta, u0):
-    return _call_solve(static, ts, theta, u0), (ts, theta, u0)
+    decl = (theta.shape, None if u0 is None else u0.shape)
+
+    def cb(ts, theta, u0=None):
+        y, token = _host_solve_vjp(static, decl, ts, theta, u0)
+        return y.astype(_dtype()), token
+
+    args = (ts, theta) if u0 is None else (ts, theta, u0)
+    shapes = (_out_shape(static, ts, theta, u0), jax.ShapeDtypeStruct((), _token_dtype()))
+    y, token = jax.pure_callback(cb, shapes, *args, vmap_method="expand_dims")
+    return y, (ts, theta, u0, token)
 
 
 def _solve_bwd(static, res, y_bar):
-    ts, theta, u0 = res
+    ts, theta, u0, token = res
     shapes = [jax.ShapeDtypeStruct(theta.shape, _dtype())]
     if u0 is not None:
         shapes.append(jax.ShapeDtypeStruct(u0.shape, _dtype()))
 
     decl = (theta.shape, None if u0 is None else u0.shape)
 
-    def cb(ts, theta, y_bar, u0=None):
-        return tuple(g.astype(_dtype()) for g in _host_vjp(static, decl, ts, theta, u0, y_bar))
+    def cb(ts, theta, y_bar, token, u0=None):
+        return tuple(g.astype(_dtype()) for g in _host_vjp(static, decl, ts, theta, u0, y_bar, token))
 
-    args = (ts, theta, y_bar) if u0 is None else (ts, theta, y_bar, u0)
+    args = (ts, theta, y_bar, token) if u0 is None else (ts, theta, y_bar, token, u0)
     grads = jax.pure_callback(cb, tuple(shapes), *args, vmap_method="expand_dims")
     g_u0 = None if u0 is None else grads[1]
     return jnp.zeros_like(ts), grads[0], g_u0

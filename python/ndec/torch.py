@@ -32,11 +32,13 @@ class _Solve(torch.autograd.Function):
     """y = solve(θ, u0); backward: (θ̄, ū0) = pullback(ȳ)."""
 
     @staticmethod
-    def forward(ctx, model, ts, options, theta, u0):
+    def forward(ctx, model, ts, options, grad_enabled, theta, u0):
         th = _to_numpy(theta, "theta")
         u = None if u0 is None else _to_numpy(u0, "u0")
         ref = u0 if u0 is not None else theta
-        wants_grad = any(ctx.needs_input_grad[3:])
+        # Inside forward grad mode is always off: whether the caller records a graph
+        # (torch.no_grad, inference_mode) is passed in, so an inference solve is a plain solve.
+        wants_grad = grad_enabled and any(ctx.needs_input_grad[4:])
         if wants_grad:
             y, pullback = model.solve_vjp(ts, th, u, **options)
             ctx.pullback = pullback
@@ -51,7 +53,7 @@ class _Solve(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, y_bar):
         if ctx.pullback is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         g_u0, g_theta = ctx.pullback(_to_numpy(y_bar, "the cotangent"))
         dtype, device = ctx.theta_meta
         grad_theta = torch.from_numpy(g_theta).to(dtype=dtype, device=device)
@@ -63,8 +65,9 @@ class _Solve(torch.autograd.Function):
             None,
             None,
             None,
-            grad_theta if ctx.needs_input_grad[3] else None,
-            grad_u0 if ctx.needs_input_grad[4] else None,
+            None,
+            grad_theta if ctx.needs_input_grad[4] else None,
+            grad_u0 if ctx.needs_input_grad[5] else None,
         )
 
 
@@ -85,7 +88,7 @@ def solve(model, ts, theta=None, u0=None, **options) -> torch.Tensor:
     ts = np.ascontiguousarray(_ts(ts), dtype=np.float64)
     if theta is None:
         theta = torch.from_numpy(model.default_params())
-    return _Solve.apply(model, ts, dict(options), theta, u0)
+    return _Solve.apply(model, ts, dict(options), torch.is_grad_enabled(), theta, u0)
 
 
 def _ts(ts):
@@ -106,7 +109,10 @@ class Layer(torch.nn.Module):
         super().__init__()
         _check_model(model)
         self.model = model
-        self.register_buffer("ts", torch.as_tensor(np.asarray(ts, dtype=np.float64)))
+        # The save times are a float64 NumPy array, not a buffer: `.float()`, `.half()` or
+        # `.to(dtype)` on the network would round them (a buffer is cast with the parameters).
+        self.ts = np.array(_ts(ts), dtype=np.float64)
+        self.ts.flags.writeable = False
         self.options = dict(options)
         self.theta = torch.nn.Parameter(torch.from_numpy(model.default_params()))
 

@@ -21,6 +21,8 @@
 //!
 //! Must not print or exit; failures are [`Error`] values.
 
+#![deny(missing_docs)]
+
 mod batch;
 mod error;
 mod options;

@@ -257,11 +257,6 @@ impl Kernels {
         &self.prog
     }
 
-    /// The shared handle of the program.
-    pub fn program_arc(&self) -> &Arc<Program> {
-        &self.prog
-    }
-
     /// The SDE adjoint kernels (an SDE model only).
     pub fn sde(&self) -> Result<&sde::SdeKernels, GradientError> {
         self.sde

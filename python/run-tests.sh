@@ -25,4 +25,8 @@ PATH="$(dirname "$PY"):$PATH"
 echo "run-tests: building and installing ./python" >&2
 "$PY" -m pip install --quiet --no-build-isolation --no-deps --force-reinstall ./python >&2
 
+# The tests compare with the CLI (`ndec check`'s diagnostics, `ndec run`'s SDE paths).
+cargo build --quiet --bin ndec
+export NDEC_BIN="$PWD/target/debug/ndec"
+
 exec "$PY" -m pytest python/tests -q "$@"

@@ -43,7 +43,7 @@ class _Static:
 
     @property
     def solve_options(self):
-        return {k: v for k, v in self.options if k != "sensitivity"}
+        return {k: v for k, v in self.options if k not in ("sensitivity", "checkpoints")}
 
     @property
     def vjp_options(self):

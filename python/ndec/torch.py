@@ -43,7 +43,7 @@ class _Solve(torch.autograd.Function):
             y, pullback = model.solve_vjp(ts, th, u, **options)
             ctx.pullback = pullback
         else:
-            y = model.solve(ts, th, u, **{k: v for k, v in options.items() if k != "sensitivity"})
+            y = model.solve(ts, th, u, **_solve_options(options))
             ctx.pullback = None
         ctx.theta_meta = (theta.dtype, theta.device)
         ctx.u0_meta = None if u0 is None else (u0.dtype, u0.device)
@@ -69,6 +69,14 @@ class _Solve(torch.autograd.Function):
             grad_theta if ctx.needs_input_grad[4] else None,
             grad_u0 if ctx.needs_input_grad[5] else None,
         )
+
+
+def _solve_options(options: dict) -> dict:
+    """The options of a plain solve: those of ``solve_vjp`` less the gradient's own."""
+    return {k: v for k, v in options.items() if k not in _GRADIENT_ONLY}
+
+
+_GRADIENT_ONLY = ("sensitivity", "checkpoints")
 
 
 def _check_model(model) -> None:

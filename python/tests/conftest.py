@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,14 @@ x' = -k*x(t - 1) + a*x
 """
 
 
-def cli_binary() -> Path | None:
-    """The `ndec` binary `cargo test`/`cargo build` left behind, newest first."""
-    found = [ROOT / "target" / p / "ndec" for p in ("release", "debug")]
+def cli_binary() -> Path:
+    """The `ndec` binary to compare with: $NDEC_BIN (python/run-tests.sh builds and sets it),
+    else the newest one `cargo build` left in target/."""
+    env = os.environ.get("NDEC_BIN")
+    found = [Path(env)] if env else [ROOT / "target" / p / "ndec" for p in ("release", "debug")]
     found = [p for p in found if p.exists()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    assert found, "no ndec binary: run `cargo build --bin ndec` (python/run-tests.sh does) or set NDEC_BIN"
+    return max(found, key=lambda p: p.stat().st_mtime)
 
 
 @pytest.fixture

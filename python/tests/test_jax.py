@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
-diffrax = pytest.importorskip("diffrax")
+import jax  # noqa: E402
+import diffrax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -488,3 +488,11 @@ def test_backward_reverses_the_forward_solve(neural, monkeypatch):
     jac = jax.jacrev(lambda th: ndec.jax.solve(neural, TS, th, u0))(jnp.asarray(theta))
     assert misses, "jacrev's batched cotangent cannot reuse the unbatched forward's pullback"
     np.testing.assert_array_equal(jac[1, 0], pb(np.eye(8)[2].reshape(4, 2))[1])
+
+
+def test_gradient_options_do_not_reach_a_plain_solve(lv):
+    y = ndec.jax.solve(lv, TS, checkpoints=3, sensitivity="discrete")
+    np.testing.assert_array_equal(y, lv.solve(TS))
+    g = jax.grad(lambda th: ndec.jax.solve(lv, TS, th, checkpoints=3, sensitivity="discrete").sum())(
+        jnp.asarray(lv.default_params()))
+    assert np.all(np.isfinite(g))

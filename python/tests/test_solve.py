@@ -120,8 +120,6 @@ def test_sde_batch_row_b_is_noise_stream_b(gbm, tmp_path):
     # Unbatched is stream (seed, 0); a row replays alone with the same seed.
     np.testing.assert_array_equal(gbm.solve(ts, dt=0.01, seed=5, method="euler_maruyama"), y[0])
     binary = cli_binary()
-    if binary is None:
-        pytest.skip("no ndec binary built to compare paths with")
     path = tmp_path / "gbm.nde"
     from conftest import GBM
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-torchdiffeq = pytest.importorskip("torchdiffeq")
-pytest.importorskip("scipy")
+import torch  # noqa: E402
+import torchdiffeq  # noqa: E402,F401
 
 import ndec  # noqa: E402
 import ndec.torch  # noqa: E402
@@ -500,3 +499,19 @@ def test_solve_error_propagates_as_ndec_solve_error():
 def test_bad_input_raises(lv, call, exc, match):
     with pytest.raises(exc, match=match):
         call(lv)
+
+
+def test_gradient_options_do_not_reach_a_plain_solve():
+    """`sensitivity` and `checkpoints` are options of the gradient: a solve that needs none
+    (no input requires grad, or torch.no_grad) ignores them instead of failing."""
+    import ndec
+
+    m = ndec.compile(source="param k = 0.5\nstate x = 1\nx' = -k*x\n", name="d")
+    th = torch.tensor([0.5], dtype=torch.float64)
+    y = ndec.torch.solve(m, [0.0, 1.0], th, checkpoints=4, sensitivity="discrete")
+    assert abs(y[-1, 0].item() - np.exp(-0.5)) < 1e-6
+    layer = ndec.torch.Layer(m, [0.0, 1.0], checkpoints=4)
+    with torch.no_grad():
+        assert layer().shape == (2, 1)
+    layer().sum().backward()
+    assert layer.theta.grad is not None

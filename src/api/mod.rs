@@ -30,6 +30,7 @@ mod options;
 pub use batch::{Cotangents, Pullback, Solved, Values};
 pub use error::{Error, ModelError, SolveFailure};
 pub use options::Options;
+pub(crate) use options::{Solver, resolve_method};
 
 use crate::driver::Source;
 use crate::program::{CompileError, Program};

@@ -1,12 +1,12 @@
 //! `ndec run MODEL.nde …`: solve a model (or an ensemble) and write its trajectory CSV.
 
 use super::{CliResult, Failure, diagnostics_failure, exit, read_model, write_output};
+use crate::api::Solver as Resolved;
 use crate::ensemble::{self, Vary, VaryTable};
 use crate::program::{Backend, CompileError, Program};
 use crate::runtime::dde::DdeOptions;
 use crate::runtime::sde::{SdeMethod, SdeOptions};
-use crate::runtime::{Method, SaveAt, Solution, SolveError, SolveOptions, Stats};
-use crate::sema::solve::METHODS;
+use crate::runtime::{SaveAt, Solution, SolveError, SolveOptions, Stats};
 use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -323,43 +323,9 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
 
 fn ode_options(a: &RunArgs, prog: &Program) -> Result<SolveOptions, Failure> {
     let defaults = &prog.model.solve;
-    let method_name = a
-        .method
-        .clone()
-        .or_else(|| defaults.method.clone())
-        .unwrap_or_else(|| "tsit5".to_string());
-    let method = match Method::from_name(&method_name) {
-        Some(m) => m,
-        None if SdeMethod::from_name(&method_name).is_some() => {
-            return Err(Failure::unavailable(format!(
-                "error: `{method_name}` is an SDE method and this model has no `brownian` noise (ODE methods: {})",
-                Method::ALL
-                    .iter()
-                    .map(|m| m.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        None if METHODS.contains(&method_name.as_str()) => {
-            return Err(Failure::unavailable(format!(
-                "error: method `{method_name}` is not available in this version (available: {})",
-                Method::ALL
-                    .iter()
-                    .map(|m| m.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        None => {
-            return Err(Failure::usage(format!(
-                "error: unknown method `{method_name}` (methods: {})",
-                Method::ALL
-                    .iter()
-                    .map(|m| m.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+    let method = match resolve_method(prog, a.method.as_deref(), a.dt)? {
+        Resolved::Ode(m) => m,
+        Resolved::Sde(_) => unreachable!("an ODE model resolves ODE methods"),
     };
     for (flag, v) in [("--saveat", a.saveat), ("--dt", a.dt), ("--rtol", a.rtol)] {
         if let Some(x) = v
@@ -411,17 +377,23 @@ fn ode_options(a: &RunArgs, prog: &Program) -> Result<SolveOptions, Failure> {
     Ok(opts)
 }
 
+/// The method named by `--method` (else the model's, else the default for its kind): an
+/// unknown name is exit 2, one of the wrong kind or not available here exit 4.
+fn resolve_method(
+    prog: &Program,
+    name: Option<&str>,
+    dt: Option<f64>,
+) -> Result<Resolved, Failure> {
+    crate::api::resolve_method(prog, name, dt).map_err(|e| match e {
+        crate::api::Error::Unsupported(m) => Failure::unavailable(format!("error: {m}")),
+        other => Failure::usage(format!("error: {other}")),
+    })
+}
+
 /// Options of an SDE solve: the method defaults to euler_maruyama with a dt, else
 /// sde_adaptive (LANGUAGE.md §6).
 fn sde_options(a: &RunArgs, prog: &Program) -> Result<SdeOptions, Failure> {
     let defaults = &prog.model.solve;
-    let names = || {
-        SdeMethod::ALL
-            .iter()
-            .map(|m| m.name())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     for (flag, v) in [("--saveat", a.saveat), ("--dt", a.dt), ("--rtol", a.rtol)] {
         if let Some(x) = v
             && !(x > 0.0 && x.is_finite())
@@ -432,31 +404,9 @@ fn sde_options(a: &RunArgs, prog: &Program) -> Result<SdeOptions, Failure> {
         }
     }
     let dt = a.dt.or(defaults.dt);
-    let method_name = a
-        .method
-        .clone()
-        .or_else(|| defaults.method.clone())
-        .unwrap_or_else(|| {
-            if dt.is_some() {
-                "euler_maruyama".to_string()
-            } else {
-                "sde_adaptive".to_string()
-            }
-        });
-    let method = match SdeMethod::from_name(&method_name) {
-        Some(m) => m,
-        None if METHODS.contains(&method_name.as_str()) => {
-            return Err(Failure::unavailable(format!(
-                "error: `{method_name}` is an ODE method and this model is an SDE (it declares `brownian` noise); SDE methods: {}",
-                names()
-            )));
-        }
-        None => {
-            return Err(Failure::usage(format!(
-                "error: unknown method `{method_name}` (SDE methods: {})",
-                names()
-            )));
-        }
+    let method = match resolve_method(prog, a.method.as_deref(), dt)? {
+        Resolved::Sde(m) => m,
+        Resolved::Ode(_) => unreachable!("an SDE model resolves SDE methods"),
     };
     if method.is_fixed_step() && dt.is_none() {
         return Err(Failure::usage(format!(

@@ -60,6 +60,8 @@ def _host_ts(ts):
     """Save times of a host call: vmap may have given them leading dims (of size 1, or a batch
     of identical rows)."""
     ts = np.asarray(ts, dtype=np.float64)
+    if ts.ndim == 1:
+        return ts
     rows = ts.reshape(-1, ts.shape[-1])
     if not (rows == rows[:1]).all():
         raise ValueError("ndec.jax.solve: ts must be the same for every trajectory of a batch")
@@ -78,8 +80,10 @@ class _Batch:
         # cotangent is mapped.
         self.k = args[0][0].ndim - len(args[0][1])
         vmapped = [a.shape[: self.k] for a, _ in args] + [np.shape(e)[: self.k] for e in extra]
-        self.V = tuple(np.broadcast_shapes(*vmapped))
-        self.U = tuple(np.broadcast_shapes(*(tuple(d[:-1]) for _, d in args)))
+        users = [tuple(d[:-1]) for _, d in args]
+        # (Under jit without vmap or batch axes every shape here is (): skip the broadcasting.)
+        self.V = tuple(np.broadcast_shapes(*vmapped)) if any(vmapped) else ()
+        self.U = tuple(np.broadcast_shapes(*users)) if any(users) else ()
 
     @property
     def shape(self):

@@ -499,3 +499,21 @@ fn an_sde_trains_through_the_reversible_heun_adjoint() {
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("reversible_heun"), "{}", stderr(&o));
 }
+
+/// The model's `solve { rtol, atol }` are the defaults of `ndec train` as of `ndec run`
+/// (atol used to fall back to 1e-8 whatever the model said): the loss at the model's atol is
+/// the loss with the same value given as `--atol`, and not the loss at 1e-8.
+#[test]
+fn solve_block_tolerances_are_the_defaults() {
+    let (m, d) = (write("ude-tol.nde", UDE), write("ude-tol.csv", DATA));
+    let loss = |extra: &[&str]| {
+        let mut args = vec!["train", s(&m), "--data", s(&d), "--iters", "0", "--stats"];
+        args.extend_from_slice(extra);
+        let o = ndec(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stats(&o)["final_loss"].as_f64().unwrap()
+    };
+    let model = loss(&[]);
+    assert_eq!(model, loss(&["--atol", "1e-12"]));
+    assert_ne!(model, loss(&["--atol", "1e-8", "--rtol", "1e-6"]));
+}

@@ -217,7 +217,11 @@ pub fn run(a: TrainArgs) -> CliResult {
         .fold(t0, f64::max);
     let mut opts = SolveOptions::new(method, t0, t_last);
     opts.rtol = a.rtol.or(defaults.rtol).unwrap_or(1e-6);
-    opts.atol = vec![a.atol.unwrap_or(1e-8)];
+    // --atol, else the model's `solve { atol = … }` (a number or one per state), else 1e-8.
+    opts.atol = match a.atol {
+        Some(x) => vec![x],
+        None => defaults.atol.clone().unwrap_or_else(|| vec![1e-8]),
+    };
 
     if let Some(dt) = a.dt.or(defaults.dt) {
         opts.dt = Some(dt);

@@ -578,3 +578,23 @@ fn discrete_pullback_reverses_the_recorded_solve() {
         .unwrap();
     assert_eq!(pb.apply(&ybar).unwrap(), g);
 }
+
+/// A result too large to allocate is refused before any work, not an allocation abort.
+#[test]
+fn huge_results_are_refused_quickly() {
+    let m = model(LV);
+    let theta = m.default_params();
+    let ts: Vec<f64> = (0..1_000_000).map(|i| i as f64 * 1e-6).collect();
+    let u0 = vec![1.0; 2 * 1000];
+    let started = std::time::Instant::now();
+    let Err(Error::Input(msg)) = m.solve(
+        &ts,
+        Values::one(&theta),
+        Some(Values::batch(&u0, 1000)),
+        &Options::default(),
+    ) else {
+        panic!("expected an input error")
+    };
+    assert!(msg.contains("1000 × 1000000 × 2"), "{msg}");
+    assert!(started.elapsed().as_secs_f64() < 1.0);
+}

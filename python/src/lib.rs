@@ -182,6 +182,34 @@ struct Call<'py> {
 }
 
 impl<'py> Call<'py> {
+    /// Runs `f` on the arguments (θ defaulting to the model's params) with the GIL released.
+    fn run<R: Send>(
+        &self,
+        py: Python<'py>,
+        m: &ndec::Model,
+        f: impl FnOnce(&[f64], Values, Option<Values>) -> Result<R, Error> + Send,
+    ) -> PyResult<R> {
+        let defaults;
+        let theta = match &self.theta {
+            Some(t) => t.values(),
+            None => {
+                defaults = m.default_params();
+                std::borrow::Cow::Borrowed(defaults.as_slice())
+            }
+        };
+        let u0 = self.u0.as_ref().map(|u| u.values());
+        let ts = self.ts.values();
+        let (theta_rows, u0_rows) = (self.theta_rows, self.u0_rows);
+        py.detach(|| {
+            f(
+                &ts,
+                values(&theta, theta_rows),
+                u0.as_deref().map(|u| values(u, u0_rows)),
+            )
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
     fn new(
         m: &ndec::Model,
         ts: &Bound<'py, PyAny>,
@@ -339,27 +367,8 @@ impl Model {
     ) -> PyResult<Bound<'py, PyAny>> {
         let opts = options(method, rtol, atol, dt, max_steps, seed, None, None)?;
         let call = Call::new(&self.inner, ts, theta, u0)?;
-        let defaults;
-        let theta_values = match &call.theta {
-            Some(t) => t.values(),
-            None => {
-                defaults = self.inner.default_params();
-                std::borrow::Cow::Borrowed(defaults.as_slice())
-            }
-        };
-        let u0_values = call.u0.as_ref().map(|u| u.values());
-        let ts_values = call.ts.values();
         let m = &self.inner;
-        let solved = py
-            .detach(|| {
-                m.solve(
-                    &ts_values,
-                    values(&theta_values, call.theta_rows),
-                    u0_values.as_deref().map(|u| values(u, call.u0_rows)),
-                    &opts,
-                )
-            })
-            .map_err(|e| to_py(py, e))?;
+        let solved = call.run(py, m, |ts, theta, u0| m.solve(ts, theta, u0, &opts))?;
         let shape = solved.shape();
         array_out(py, solved.into_values(), &shape)
     }
@@ -395,27 +404,9 @@ impl Model {
             checkpoints,
         )?;
         let call = Call::new(&self.inner, ts, theta, u0)?;
-        let defaults;
-        let theta_values = match &call.theta {
-            Some(t) => t.values(),
-            None => {
-                defaults = self.inner.default_params();
-                std::borrow::Cow::Borrowed(defaults.as_slice())
-            }
-        };
-        let u0_values = call.u0.as_ref().map(|u| u.values());
-        let ts_values = call.ts.values();
         let m = &self.inner;
-        let (solved, pullback) = py
-            .detach(|| {
-                m.solve_vjp(
-                    &ts_values,
-                    values(&theta_values, call.theta_rows),
-                    u0_values.as_deref().map(|u| values(u, call.u0_rows)),
-                    &opts,
-                )
-            })
-            .map_err(|e| to_py(py, e))?;
+        let (solved, pullback) =
+            call.run(py, m, |ts, theta, u0| m.solve_vjp(ts, theta, u0, &opts))?;
         let y_shape = solved.shape();
         let np = self.inner.num_params();
         let pullback = Pullback {

@@ -292,6 +292,7 @@ impl Model {
     ) -> Result<Solved, Error> {
         let plan = opts.plan(self.program(), ts)?;
         let shape = Shape::of(self, theta, u0)?;
+        check_result_size(shape.len(), ts.len(), self.dim())?;
         let sols = shape.run(|b| self.solve_one(&plan, shape.theta(b), shape.u0(b), b, &shape))?;
         Ok(self.collect(ts.len(), shape.batch, sols))
     }
@@ -315,6 +316,7 @@ impl Model {
         let (solved, tapes) = match &plan {
             Plan::Ode(o) if sensitivity == Sensitivity::Discrete && !prog.is_dde() => {
                 let shape = Shape::of(self, theta, u0)?;
+                check_result_size(shape.len(), ts.len(), self.dim())?;
                 self.kernels()
                     .adjoint()
                     .map_err(|e| Error::gradient(e, None))?;
@@ -393,6 +395,20 @@ impl Model {
             dim,
             stats,
         }
+    }
+}
+
+/// The most entries a result may have (8 GiB of f64): a larger one is refused before any
+/// work, instead of failing to allocate (which would abort the process).
+const MAX_RESULT_ENTRIES: usize = 1 << 30;
+
+fn check_result_size(batch: usize, times: usize, dim: usize) -> Result<(), Error> {
+    let entries = batch.checked_mul(times).and_then(|x| x.checked_mul(dim));
+    match entries {
+        Some(e) if e <= MAX_RESULT_ENTRIES => Ok(()),
+        _ => Err(Error::Input(format!(
+            "the result would hold {batch} × {times} × {dim} values, more than the {MAX_RESULT_ENTRIES} this version allocates at once; solve fewer trajectories or save times per call"
+        ))),
     }
 }
 

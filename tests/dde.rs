@@ -409,7 +409,7 @@ fn unsupported_gradients_are_refused_with_a_reason() {
     let e = grad(&kernels, Sensitivity::Discrete, &p, &data, &bosh).unwrap_err();
     assert!(e.to_string().contains("tsit5"), "{e}");
     assert_eq!(
-        Sensitivity::auto_for(prog, Method::Tsit5),
+        Sensitivity::auto_for(prog, Method::Tsit5, false),
         Sensitivity::Forward
     );
 }

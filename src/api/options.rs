@@ -223,21 +223,7 @@ impl Options {
                         "`reversible` is the reversible-Heun adjoint of an SDE; for this model use discrete, forward, backsolve, interpolating or quadrature".into(),
                     ));
                 }
-                Ok(named.unwrap_or_else(|| {
-                    let extra = if start_is_input { prog.dim() } else { 0 };
-                    match Sensitivity::auto_for(prog, o.method) {
-                        // The state columns of a given start count against forward mode.
-                        Sensitivity::Forward
-                            if extra > 0
-                                && !prog.is_dde()
-                                && !o.method.is_implicit()
-                                && o.method != Method::Vern7 =>
-                        {
-                            Sensitivity::auto(prog.dim(), prog.layout.len + extra, o.method)
-                        }
-                        s => s,
-                    }
-                }))
+                Ok(named.unwrap_or_else(|| Sensitivity::auto_for(prog, o.method, start_is_input)))
             }
             Plan::Sde(o) => {
                 let s = match named {

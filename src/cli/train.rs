@@ -231,7 +231,7 @@ pub fn run(a: TrainArgs) -> CliResult {
     if prog.is_dde() {
         check_dde_training(&a, &prog, &p, &data, &opts, requested)?;
     }
-    let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto_for(&prog, method));
+    let sensitivity = requested.unwrap_or_else(|| Sensitivity::auto_for(&prog, method, false));
     let kernels = Kernels::new(prog);
     kernels.prepare(sensitivity).map_err(gradient_failure)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;

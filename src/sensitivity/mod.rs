@@ -93,9 +93,12 @@ impl Sensitivity {
 
 impl Sensitivity {
     /// [`Sensitivity::auto`] for a compiled model; a delay model gets the discrete adjoint
-    /// only where it exists (tsit5, dopri5), forward sensitivities otherwise.
-    pub fn auto_for(prog: &Program, method: Method) -> Sensitivity {
-        let auto = Sensitivity::auto(prog.dim(), prog.layout.len, method);
+    /// only where it exists (tsit5, dopri5), forward sensitivities otherwise. With
+    /// `given_start` the start state is differentiated too ([`Start::Input`]): its n columns
+    /// count against forward sensitivities like params.
+    pub fn auto_for(prog: &Program, method: Method, given_start: bool) -> Sensitivity {
+        let columns = prog.layout.len + if given_start { prog.dim() } else { 0 };
+        let auto = Sensitivity::auto(prog.dim(), columns, method);
         if prog.is_dde() && !matches!(method, Method::Tsit5 | Method::Dopri5) {
             return Sensitivity::Forward;
         }

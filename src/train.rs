@@ -12,6 +12,7 @@ use crate::runtime::{SaveAt, SolveError, SolveOptions};
 use crate::sensitivity::{
     self, AdjointOptions, Gradient, GradientError, Kernels, RowLoss, Sensitivity, Start,
 };
+use rayon::prelude::*;
 
 /// Observations of one trajectory: rows at `times` (sorted ascending), one column per
 /// observed state or output entry.
@@ -33,7 +34,21 @@ pub struct Data {
 impl Data {
     /// Number of observed (non-empty) cells.
     pub fn count(&self) -> usize {
-        self.values.iter().flatten().filter(|v| v.is_some()).count()
+        self.observed().count()
+    }
+
+    /// Every row, borrowed.
+    pub fn observed(&self) -> Observed<'_> {
+        self.window(0, self.times.len())
+    }
+
+    /// The `len` rows from row `start`, borrowed (no copy: a minibatch window is a view).
+    pub fn window(&self, start: usize, len: usize) -> Observed<'_> {
+        Observed {
+            times: &self.times[start..start + len],
+            columns: &self.columns,
+            values: &self.values[start..start + len],
+        }
     }
 
     /// This trajectory's params (base `p` with its fixed params) and its initial-state
@@ -48,6 +63,29 @@ impl Data {
             }
         }
         (pk, states)
+    }
+}
+
+/// Consecutive rows of a [`Data`], borrowed: what one loss term compares with.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    /// Ascending.
+    pub times: &'a [f64],
+    /// As [`Data::columns`].
+    pub columns: &'a [(usize, String)],
+    /// `values[row][col]`; `None` is a missing observation.
+    pub values: &'a [Vec<Option<f64>>],
+}
+
+impl Observed<'_> {
+    /// Number of observed (non-empty) cells.
+    pub fn count(&self) -> usize {
+        self.values.iter().flatten().filter(|v| v.is_some()).count()
+    }
+
+    /// Whether a column observes an output (an entry past the `dim` states).
+    fn observes_outputs(&self, dim: usize) -> bool {
+        self.columns.iter().any(|(i, _)| *i >= dim)
     }
 }
 
@@ -144,7 +182,7 @@ pub fn parse_data(text: &str, names: &[String]) -> Result<Vec<Data>, String> {
 /// The mean squared error of a solution saved at the distinct data times (see
 /// [`solve_options`]) against the data.
 pub struct Mse<'a> {
-    pub data: &'a Data,
+    pub data: Observed<'a>,
     /// The sum of squares is divided by this: the number of observed cells, or a batch's.
     pub denom: f64,
     /// How to evaluate (and differentiate) observed outputs, when a column is one.
@@ -162,7 +200,7 @@ pub struct OutputEval<'a> {
 
 impl<'a> Mse<'a> {
     /// The loss against `data` (columns index the row of states then outputs).
-    pub fn new(data: &'a Data, outputs: Option<OutputEval<'a>>) -> Mse<'a> {
+    pub fn new(data: Observed<'a>, outputs: Option<OutputEval<'a>>) -> Mse<'a> {
         Mse {
             data,
             denom: data.count().max(1) as f64,
@@ -175,7 +213,7 @@ impl<'a> Mse<'a> {
     fn rows(&self, sol_t: &[f64]) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.data.times.len());
         let mut r = 0;
-        for &t in &self.data.times {
+        for &t in self.data.times {
             while sol_t[r] != t {
                 r += 1;
             }
@@ -195,8 +233,7 @@ impl RowLoss for Mse<'_> {
         grad_p: &mut [f64],
     ) -> f64 {
         let count = self.denom;
-        let observes_outputs = self.data.columns.iter().any(|(i, _)| *i >= dim);
-        let outputs = self.outputs.filter(|_| observes_outputs);
+        let outputs = self.outputs.filter(|_| self.data.observes_outputs(dim));
         let n_out = outputs.map_or(0, |o| o.value.out_lens()[0]);
         let (mut o, mut w) = (vec![0.0; n_out], vec![0.0; n_out]);
         let mut gp = vec![0.0; grad_p.len()];
@@ -244,7 +281,7 @@ impl RowLoss for Mse<'_> {
 }
 
 /// `base` set up to save at the distinct data times (from t0 on) and to end at the last.
-pub fn solve_options(base: &SolveOptions, data: &Data) -> SolveOptions {
+pub fn solve_options(base: &SolveOptions, data: Observed) -> SolveOptions {
     let mut opts = base.clone();
     let mut ts: Vec<f64> = data
         .times
@@ -259,7 +296,9 @@ pub fn solve_options(base: &SolveOptions, data: &Data) -> SolveOptions {
 }
 
 /// The MSE loss over every observed cell of every trajectory at `p`, and its gradient by
-/// `method` (a trajectory's fixed params get no gradient from it).
+/// `method` (a trajectory's fixed params get no gradient from it). Trajectories are
+/// differentiated in parallel and summed in order (the result does not depend on the
+/// number of threads).
 pub fn loss_and_gradient(
     kernels: &Kernels,
     method: Sensitivity,
@@ -268,45 +307,75 @@ pub fn loss_and_gradient(
     base: &SolveOptions,
     adjoint: AdjointOptions,
 ) -> Result<Gradient, GradientError> {
-    let denom = count(sets).max(1) as f64;
-    let mut total = Gradient::zero(p.len());
-    for data in sets {
+    let sets: Vec<&Data> = sets.iter().collect();
+    sets_loss_and_gradient(kernels, method, p, &sets, base, adjoint)
+}
+
+/// [`loss_and_gradient`] over borrowed trajectories (a minibatch may pick one twice).
+fn sets_loss_and_gradient(
+    kernels: &Kernels,
+    method: Sensitivity,
+    p: &[f64],
+    sets: &[&Data],
+    base: &SolveOptions,
+    adjoint: AdjointOptions,
+) -> Result<Gradient, GradientError> {
+    let denom = sets.iter().map(|d| d.count()).sum::<usize>().max(1) as f64;
+    sum_in_order(p.len(), sets, |data| {
         let (pk, states) = data.setup(p);
-        let opts = solve_options(base, data);
+        let opts = solve_options(base, data.observed());
         let loss = Mse {
-            data,
+            data: data.observed(),
             denom,
-            outputs: output_eval(kernels, &pk, data)?,
+            outputs: output_eval(kernels, &pk, data.observed())?,
         };
         let start = Start::Override(&states);
         let g = sensitivity::gradient(kernels, method, &pk, start, &opts, &loss, adjoint)?;
-        accumulate(&mut total, &g, data);
+        Ok(without_fixed(g, data))
+    })
+}
+
+/// Σ one(item) over `items`: the terms computed in parallel, summed in item order (so the
+/// sum is the same on any number of threads); the first failing item's error.
+fn sum_in_order<T: Sync>(
+    np: usize,
+    items: &[T],
+    one: impl Fn(&T) -> Result<Gradient, GradientError> + Sync + Send,
+) -> Result<Gradient, GradientError> {
+    let terms: Vec<_> = match items {
+        [only] => vec![one(only)],
+        _ => items.par_iter().map(&one).collect(),
+    };
+    let mut total = Gradient::zero(np);
+    for g in terms {
+        let g = g?;
+        total.loss += g.loss;
+        for (a, b) in total.grad.iter_mut().zip(&g.grad) {
+            *a += b;
+        }
+        total.stats.add(&g.stats);
     }
     Ok(total)
 }
 
-/// total += g, leaving out the params `data` fixes.
-fn accumulate(total: &mut Gradient, g: &Gradient, data: &Data) {
-    total.loss += g.loss;
-    for (a, b) in total.grad.iter_mut().zip(&g.grad) {
-        *a += b;
-    }
+/// `g` with the params `data` fixes zeroed: they are constants of that trajectory.
+fn without_fixed(mut g: Gradient, data: &Data) -> Gradient {
     for (target, _) in &data.fixed {
         if let Target::Param(i) = target {
-            total.grad[*i] -= g.grad[*i];
+            g.grad[*i] = 0.0;
         }
     }
-    total.stats.add(&g.stats);
+    g
 }
 
 /// The output kernels when `data` observes outputs (compiling their VJP on first use).
 fn output_eval<'a>(
     kernels: &'a Kernels,
     p: &'a [f64],
-    data: &Data,
+    data: Observed,
 ) -> Result<Option<OutputEval<'a>>, GradientError> {
     let prog = kernels.program();
-    if data.columns.iter().all(|(i, _)| *i < prog.dim()) {
+    if !data.observes_outputs(prog.dim()) {
         return Ok(None);
     }
     if prog.is_dde() {
@@ -322,9 +391,9 @@ fn output_eval<'a>(
 }
 
 /// Minibatches of time windows (the scheme of torchdiffeq's spiral demo; one observed
-/// trajectory): a window starts
-/// at a fully observed data row, from the observed state there, and spans `len` rows; each
-/// iteration draws `batch` windows uniformly from (seed, iteration) with Philox.
+/// trajectory): a window starts at a data row where every state entry is observed, from the
+/// observed state there, and spans `len` rows; each iteration draws `batch` windows
+/// uniformly from (seed, iteration) with Philox.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Windows {
     pub len: usize,
@@ -333,14 +402,17 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// The rows a window may start at: fully observed, with `len` rows from there.
+    /// The rows a window may start at: every state entry observed there (outputs may be
+    /// missing), with `len` rows from there.
     pub fn candidates(&self, data: &Data, dim: usize) -> Vec<usize> {
-        let covers_state = (0..dim).all(|i| data.columns.iter().any(|(c, _)| *c == i));
-        if !covers_state || self.len < 2 || self.len > data.times.len() {
+        let state_cols: Vec<usize> = (0..dim)
+            .filter_map(|i| data.columns.iter().position(|(c, _)| *c == i))
+            .collect();
+        if state_cols.len() < dim || self.len < 2 || self.len > data.times.len() {
             return Vec::new();
         }
         (0..=data.times.len() - self.len)
-            .filter(|&r| data.values[r].iter().all(Option::is_some))
+            .filter(|&r| state_cols.iter().all(|&c| data.values[r][c].is_some()))
             .collect()
     }
 
@@ -354,7 +426,9 @@ impl Windows {
 }
 
 /// The MSE over a batch of windows (the mean over every observed cell of every window) and
-/// its gradient; each window's start state is data, not differentiated.
+/// its gradient; each window's start state is data, not differentiated. Windows are views
+/// of `data` (nothing copied), differentiated in parallel and summed in the order of
+/// `starts`.
 #[allow(clippy::too_many_arguments)]
 pub fn window_loss_and_gradient(
     kernels: &Kernels,
@@ -372,37 +446,32 @@ pub fn window_loss_and_gradient(
             "time windows start without the solution's history, so they do not apply to delay models; batch whole trajectories".into(),
         ));
     }
-    let window = |s: usize| Data {
-        times: data.times[s..s + len].to_vec(),
-        values: data.values[s..s + len].to_vec(),
-        ..data.clone()
-    };
     let denom = starts
         .iter()
-        .map(|&s| window(s).count())
+        .map(|&s| data.window(s, len).count())
         .sum::<usize>()
         .max(1) as f64;
-    let mut total = Gradient::zero(p.len());
     let (pk, _) = data.setup(p);
-    for &s in starts {
-        let w = window(s);
+    let g = sum_in_order(p.len(), starts, |&s| {
+        let w = data.window(s, len);
         let mut u0 = vec![0.0; dim];
         for (c, (i, _)) in w.columns.iter().enumerate() {
-            u0[*i] = w.values[0][c].expect("window starts are fully observed");
+            if *i < dim {
+                u0[*i] = w.values[0][c].expect("a window starts where every state is observed");
+            }
         }
         let mut o = base.clone();
         o.t0 = w.times[0];
-        let opts = solve_options(&o, &w);
+        let opts = solve_options(&o, w);
         let loss = Mse {
-            data: &w,
+            data: w,
             denom,
-            outputs: output_eval(kernels, &pk, &w)?,
+            outputs: output_eval(kernels, &pk, w)?,
         };
         let start = Start::State(&u0);
-        let g = sensitivity::gradient(kernels, method, &pk, start, &opts, &loss, adjoint)?;
-        accumulate(&mut total, &g, data);
-    }
-    Ok(total)
+        sensitivity::gradient(kernels, method, &pk, start, &opts, &loss, adjoint)
+    })?;
+    Ok(without_fixed(g, data))
 }
 
 /// The MSE loss alone (plain solves).
@@ -416,7 +485,7 @@ pub fn loss(
     let mut total = 0.0;
     for data in sets {
         let (pk, states) = data.setup(p);
-        let opts = solve_options(base, data);
+        let opts = solve_options(base, data.observed());
         let sol = prog.solve(&pk, &Start::Override(&states).state(prog, &pk), &opts)?;
         let mut scratch = vec![0.0; sol.u.len()];
         // A delay model's outputs may read lagged states: its data observes states only.
@@ -427,7 +496,7 @@ pub fn loss(
         });
         let mut gp = vec![0.0; p.len()];
         let mse = Mse {
-            data,
+            data: data.observed(),
             denom,
             outputs,
         };
@@ -445,7 +514,7 @@ pub fn predictions(
     base: &SolveOptions,
 ) -> Result<(Vec<f64>, Vec<Vec<f64>>), SolveError> {
     let (pk, states) = data.setup(p);
-    let opts = solve_options(base, data);
+    let opts = solve_options(base, data.observed());
     let u0 = Start::Override(&states).state(prog, &pk);
     let (sol, outs) = if prog.is_dde() {
         let (sol, hist) = prog.solve_dde(&pk, &u0, &opts, &Default::default())?;
@@ -763,7 +832,7 @@ pub fn fit(
         && (c.is_empty() || w.batch == 0 || lbfgs_chosen(fit.optimizer))
     {
         return Err(FitError::Windows(format!(
-            "minibatch windows of {} rows need adam, a batch size of at least 1, one observed trajectory with every state entry observed, and a fully observed row with {} rows (at least 2) from it",
+            "minibatch windows of {} rows need adam, a batch size of at least 1, one observed trajectory with every state entry observed, and a row observing every state entry with {} rows (at least 2) from it",
             w.len, w.len
         )));
     }
@@ -786,8 +855,8 @@ pub fn fit(
             }
             (Some(it), Some(Minibatch::Trajectories { batch, seed })) => {
                 let picks = draw_uniform(seed, it as u64, batch, data.len());
-                let sets: Vec<Data> = picks.iter().map(|&i| data[i].clone()).collect();
-                loss_and_gradient(kernels, method, q, &sets, opts, adjoint)
+                let sets: Vec<&Data> = picks.iter().map(|&i| &data[i]).collect();
+                sets_loss_and_gradient(kernels, method, q, &sets, opts, adjoint)
             }
         };
         g.map_err(FitError::Gradient)
@@ -995,25 +1064,22 @@ pub fn moment_loss_and_gradient(
             }
         }
     }
-    let mut total = Gradient {
-        loss: loss / denom,
-        ..Gradient::zero(p.len())
-    };
-    for (k, opts_k) in all.iter().enumerate() {
-        let g = crate::sensitivity::sde::path_gradient(
+    let paths: Vec<(&crate::runtime::sde::SdeOptions, &[f64])> =
+        all.iter().zip(seeds.iter().map(Vec::as_slice)).collect();
+    let mut total = sum_in_order(p.len(), &paths, |&(opts_k, seeds_k)| {
+        let path = sensitivity::Cotangent(seeds_k);
+        crate::sensitivity::sde::path_gradient(
             prog,
             kernels,
             p,
             Start::Model,
             opts_k,
-            &sensitivity::Cotangent(&seeds[k]),
+            &path,
             sensitivity,
-        )?;
-        for (a, b) in total.grad.iter_mut().zip(&g.grad) {
-            *a += b;
-        }
-        total.stats.add(&g.stats);
-    }
+        )
+    })?;
+    // The path terms' losses are ⟨seed, path⟩, not the moment loss.
+    total.loss = loss / denom;
     Ok(total)
 }
 

@@ -368,3 +368,114 @@ fn a_large_sensitivity_system_uses_a_sparse_jacobian_and_stays_exact() {
         assert!(e < 1e-6, "{m}: {e:e}");
     }
 }
+
+/// A neural model observed through a state and an output, 60 rows: what the window tests
+/// slice.
+fn windowed_ude() -> (Program, train::Data, SolveOptions) {
+    let rows: String = (0..60)
+        .map(|i| {
+            let t = 0.05 * i as f64;
+            let (x, y) = (1.0 + 0.3 * t.sin(), 0.8 * (-0.2 * t).exp());
+            // The output column is missing at some rows, including window starts.
+            let m = if i % 7 == 3 {
+                String::new()
+            } else {
+                format!("{}", x * y)
+            };
+            format!("{t},{x},{y},{m}\n")
+        })
+        .collect();
+    let (prog, mut data, mut opts) = setup(
+        "param a = 1.3\nnet nn = mlp(2 -> 6 -> 2, tanh, init = glorot(seed = 5))\nstate x = 0.5\nstate y = 1.2\nlet z = nn([x, y])\nx' = a*x - x*y + z[0]\ny' = x*y - y + z[1]\noutput m = a*x*y\n",
+        &format!("t,x,y,m\n{rows}"),
+    );
+    opts.rtol = 1e-9;
+    opts.atol = vec![1e-11];
+    (prog, data.remove(0), opts)
+}
+
+/// A minibatch of windows (one drawn twice, one starting where an output is missing) is the
+/// sum of its windows' gradients taken one at a time, each weighted by its share of the
+/// batch's observed cells — to rounding — and the same bits on one thread as on four.
+#[test]
+fn a_minibatch_gradient_is_the_sum_of_its_windows() {
+    let (prog, data, opts) = windowed_ude();
+    let kernels = Kernels::new(prog);
+    let p = kernels.program().default_params();
+    let (adj, len) = (AdjointOptions::default(), 6);
+    let starts = [3, 40, 10, 3, 54];
+    let batch = |starts: &[usize]| {
+        train::window_loss_and_gradient(
+            &kernels,
+            Sensitivity::Discrete,
+            &p,
+            &data,
+            &opts,
+            adj,
+            starts,
+            len,
+        )
+        .unwrap()
+    };
+    let all = batch(&starts);
+    let cells = |s: usize| data.window(s, len).count() as f64;
+    let total: f64 = starts.iter().map(|&s| cells(s)).sum();
+    let mut sum = vec![0.0; p.len()];
+    let mut loss = 0.0;
+    for &s in &starts {
+        let g = batch(&[s]);
+        let share = cells(s) / total;
+        loss += g.loss * share;
+        for (a, b) in sum.iter_mut().zip(&g.grad) {
+            *a += b * share;
+        }
+    }
+    assert!(rel(&sum, &all.grad) < 1e-13, "{}", rel(&sum, &all.grad));
+    assert!(
+        (loss - all.loss).abs() <= 1e-13 * all.loss,
+        "{loss} vs {}",
+        all.loss
+    );
+    assert!(all.grad.iter().all(|g| g.is_finite()) && all.grad.iter().any(|g| *g != 0.0));
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| batch(&starts))
+    };
+    let (one, four) = (on(1), on(4));
+    assert_eq!(one.grad, all.grad);
+    assert_eq!(four.grad, all.grad);
+    assert_eq!(one.loss.to_bits(), four.loss.to_bits());
+}
+
+/// Window gradients by the discrete adjoint equal forward sensitivities (same steps) and
+/// central differences of the windowed loss (each window solved from its observed start).
+#[test]
+fn window_gradients_agree_with_forward_sensitivities_and_differences() {
+    let (prog, data, opts) = windowed_ude();
+    let kernels = Kernels::new(prog);
+    let p = kernels.program().default_params();
+    let (adj, len, starts) = (AdjointOptions::default(), 8, [0, 17, 30]);
+    let at = |m: Sensitivity, q: &[f64]| {
+        train::window_loss_and_gradient(&kernels, m, q, &data, &opts, adj, &starts, len).unwrap()
+    };
+    let discrete = at(Sensitivity::Discrete, &p);
+    let forward = at(Sensitivity::Forward, &p);
+    assert!(rel(&discrete.grad, &forward.grad) < 1e-9);
+    for k in 0..p.len() {
+        let h = 1e-5 * p[k].abs().max(1e-2);
+        let (mut pp, mut pm) = (p.clone(), p.clone());
+        pp[k] += h;
+        pm[k] -= h;
+        let fd =
+            (at(Sensitivity::Discrete, &pp).loss - at(Sensitivity::Discrete, &pm).loss) / (2.0 * h);
+        let scale = fd.abs().max(discrete.grad[k].abs()).max(1e-8);
+        assert!(
+            (fd - discrete.grad[k]).abs() < 1e-6 * scale,
+            "param {k}: {fd} vs {}",
+            discrete.grad[k]
+        );
+    }
+}

@@ -294,7 +294,7 @@ impl Model {
         let shape = Shape::of(self, theta, u0)?;
         check_result_size(shape.len(), ts.len(), self.dim())?;
         let sols = shape.run(|b| self.solve_one(&plan, shape.theta(b), shape.u0(b), b, &shape))?;
-        Ok(self.collect(ts.len(), shape.batch, sols))
+        Ok(self.collect(ts.len(), shape.batch, sols.iter()))
     }
 
     /// [`Model::solve`], and the pullback of its solve map `(θ, u0) ↦ y` for any cotangent ȳ
@@ -328,7 +328,7 @@ impl Model {
                     discrete::record(prog, shape.theta(b), start, o, adjoint.checkpoints)
                         .map_err(|e| Error::gradient(e, shape.batch.map(|_| b)))
                 })?;
-                let sols = tapes.iter().map(|t| t.solution().clone()).collect();
+                let sols = tapes.iter().map(Tape::solution);
                 (self.collect(ts.len(), shape.batch, sols), Some(tapes))
             }
             _ => (self.solve(ts, theta, u0, opts)?, None),
@@ -379,11 +379,16 @@ impl Model {
         }
     }
 
-    fn collect(&self, times: usize, batch: Option<usize>, sols: Vec<Solution>) -> Solved {
+    fn collect<'s>(
+        &self,
+        times: usize,
+        batch: Option<usize>,
+        sols: impl ExactSizeIterator<Item = &'s Solution>,
+    ) -> Solved {
         let dim = self.dim();
         let mut y = Vec::with_capacity(sols.len() * times * dim);
         let mut stats = Stats::default();
-        for s in &sols {
+        for s in sols {
             debug_assert_eq!(s.len(), times, "one row per save time");
             y.extend_from_slice(&s.u);
             stats.add(&s.stats);

@@ -30,6 +30,7 @@ use super::tableau::{
 };
 use super::trace::Trace;
 use super::{FailReason, OdeRhs, SolveError, Stats};
+use std::sync::OnceLock;
 
 /// A solver method (LANGUAGE.md §6 "Method names"): the explicit Runge–Kutta methods, run
 /// by [`solve_with`], and the implicit (stiff) ones, run by [`super::stiff::solve_stiff`]
@@ -199,18 +200,22 @@ impl Method {
     }
 
     /// The Butcher tableau, as data (`None` for the implicit methods).
-    pub fn tableau(self) -> Option<Tableau> {
-        Some(match self {
-            Method::Euler => EULER.to_tableau(),
-            Method::Midpoint => MIDPOINT.to_tableau(),
-            Method::Heun => HEUN.to_tableau(),
-            Method::Rk4 => RK4.to_tableau(),
-            Method::Bosh3 => BOSH3.to_tableau(),
-            Method::Dopri5 => DOPRI5.to_tableau(),
-            Method::Tsit5 => TSIT5.to_tableau(),
-            Method::Vern7 => VERN7.to_tableau(),
+    pub fn tableau(self) -> Option<&'static Tableau> {
+        // Built once per method: every gradient asks for it, and a fresh one is a dozen
+        // allocations.
+        static TABLEAUS: [OnceLock<Tableau>; 8] = [const { OnceLock::new() }; 8];
+        let (slot, build): (usize, fn() -> Tableau) = match self {
+            Method::Euler => (0, || EULER.to_tableau()),
+            Method::Midpoint => (1, || MIDPOINT.to_tableau()),
+            Method::Heun => (2, || HEUN.to_tableau()),
+            Method::Rk4 => (3, || RK4.to_tableau()),
+            Method::Bosh3 => (4, || BOSH3.to_tableau()),
+            Method::Dopri5 => (5, || DOPRI5.to_tableau()),
+            Method::Tsit5 => (6, || TSIT5.to_tableau()),
+            Method::Vern7 => (7, || VERN7.to_tableau()),
             Method::Rosenbrock23 | Method::Rodas5 | Method::Bdf | Method::Auto => return None,
-        })
+        };
+        Some(TABLEAUS[slot].get_or_init(build))
     }
 }
 

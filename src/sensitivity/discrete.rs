@@ -104,16 +104,25 @@ pub fn reverse(
     let mut direct = vec![0.0; p.len()];
     let value = loss.eval(&sol.t, &sol.u, n, &mut seeds, &mut direct);
 
-    let rows = rows_by_step(&sol.t, trace, opts.t0);
+    let rows = RowsByStep::of(&sol.t, trace, opts.t0);
     let mut back = Backward::new(&tab, kind, n, p.len(), kernels, p);
     let mut lambda = vec![0.0; n];
     let mut seg = Segment::default();
     for step in (0..trace.len()).rev() {
         let (u, k) = seg.step(step, trace, &tab, &mut rhs);
-        back.step(trace, step, u, k, &rows[step], &sol.t, &seeds, &mut lambda);
+        back.step(
+            trace,
+            step,
+            u,
+            k,
+            rows.step(step),
+            &sol.t,
+            &seeds,
+            &mut lambda,
+        );
     }
     back.flush_first_stage(opts.t0, u0, &mut lambda);
-    for &r in &rows[trace.len()] {
+    for r in rows.initial.clone() {
         add(&mut lambda, &seeds[r * n..(r + 1) * n]);
     }
     let mut grad = back.gp;
@@ -131,26 +140,44 @@ pub fn reverse(
     }
 }
 
-/// For each step the save rows it produced (in order), and last the rows at t0 before the
-/// first step (the solver's own assignment: a row belongs to the first step whose end
-/// reaches it).
-fn rows_by_step(save_t: &[f64], trace: &Trace, t0: f64) -> Vec<Vec<usize>> {
-    let mut rows = vec![Vec::new(); trace.len() + 1];
-    let mut r = 0;
-    while r < save_t.len() && save_t[r] == t0 {
-        rows[trace.len()].push(r);
-        r += 1;
-    }
-    for (step, &t_end) in trace.t_end.iter().enumerate() {
-        let dir = trace.h[step].signum();
-        while r < save_t.len() && (save_t[r] - t_end) * dir <= 0.0 {
-            rows[step].push(r);
+/// The save rows each step produced, and the rows at t0 before the first step (the
+/// solver's own assignment: a row belongs to the first step whose end reaches it). Rows
+/// ascend with the steps, so each step's are a range: step `s` produced
+/// `bounds[s]..bounds[s + 1]`.
+struct RowsByStep {
+    initial: std::ops::Range<usize>,
+    bounds: Vec<usize>,
+}
+
+impl RowsByStep {
+    fn of(save_t: &[f64], trace: &Trace, t0: f64) -> RowsByStep {
+        let mut r = 0;
+        while r < save_t.len() && save_t[r] == t0 {
             r += 1;
         }
+        if trace.is_empty() {
+            // A solve that did not step (t0 == t1) reports every row at t0.
+            return RowsByStep {
+                initial: 0..save_t.len(),
+                bounds: vec![save_t.len()],
+            };
+        }
+        let initial = 0..r;
+        let mut bounds = Vec::with_capacity(trace.len() + 1);
+        bounds.push(r);
+        for (step, &t_end) in trace.t_end.iter().enumerate() {
+            let dir = trace.h[step].signum();
+            while r < save_t.len() && (save_t[r] - t_end) * dir <= 0.0 {
+                r += 1;
+            }
+            bounds.push(r);
+        }
+        RowsByStep { initial, bounds }
     }
-    // A solve that did not step (t0 == t1) reports every row at t0.
-    rows[trace.len()].extend(r..save_t.len());
-    rows
+
+    fn step(&self, step: usize) -> std::ops::Range<usize> {
+        self.bounds[step]..self.bounds[step + 1]
+    }
 }
 
 /// The start states and stages of the steps of one checkpoint segment, recomputed when the
@@ -317,7 +344,7 @@ impl<'a> Backward<'a> {
         step: usize,
         u: &[f64],
         k: &[f64],
-        rows: &[usize],
+        rows: std::ops::Range<usize>,
         save_t: &[f64],
         seeds: &[f64],
         lambda: &mut [f64],
@@ -329,7 +356,7 @@ impl<'a> Backward<'a> {
         self.ubar.fill(0.0);
         self.f1bar.fill(0.0);
         let mut hermite_used = false;
-        for &r in rows {
+        for r in rows {
             let seed = &seeds[r * n..(r + 1) * n];
             if save_t[r] == t_end {
                 add(lambda, seed);

@@ -119,6 +119,14 @@ pub fn tanh(x: f64) -> f64 {
     x + x * z * (p / q)
 }
 
+/// `xs[k] = apply1(f, xs[k])` for every entry (the function chosen once, not per entry).
+pub fn apply1_slice(f: Func1, xs: &mut [f64]) {
+    match f {
+        Func1::Tanh => xs.iter_mut().for_each(|x| *x = tanh(*x)),
+        f => xs.iter_mut().for_each(|x| *x = apply1(f, *x)),
+    }
+}
+
 pub fn apply1(f: Func1, x: f64) -> f64 {
     match f {
         Func1::Neg => -x,

@@ -165,6 +165,33 @@ fn minibatch_windows_and_penalties_run() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stats(&o)["iters"], 30);
+    // An output column (the CSV `ndec run` writes has one) is fitted too; a window may
+    // start where it is empty.
+    let mo = write("win-out.nde", &format!("{UDE}output s = x + y\n"));
+    let rows: String = (0..12)
+        .map(|i| {
+            let t = 0.15 * i as f64;
+            let s = if i % 4 == 1 {
+                String::new()
+            } else {
+                format!("{}", 1.7 - 0.1 * t)
+            };
+            format!("{t},{},{},{s}\n", 0.5 + 0.05 * t, 1.2 - 0.1 * t)
+        })
+        .collect();
+    let dout = write("win-out.csv", &format!("t,x,y,s\n{rows}"));
+    let args = [
+        "--data",
+        s(&dout),
+        "--iters",
+        "5",
+        "--batch-time",
+        "3",
+        "--stats",
+    ];
+    let o = ndec(&[&["train", s(&mo)][..], &args].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stats(&o)["final_loss"].as_f64().unwrap().is_finite());
     // Windows need every state observed.
     let only_x = write("onlyx.csv", "t,x\n0,0.5\n0.5,0.6\n1,0.7\n");
     let o = ndec(&["train", s(&m), "--data", s(&only_x), "--batch-time", "2"]);

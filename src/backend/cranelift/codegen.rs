@@ -66,13 +66,24 @@ impl Ix {
 /// Lanes per trip of an elementwise loop.
 const LOOP_UNROLL: usize = 8;
 
+/// Rows of a long-row matrix–vector product computed together (independent accumulators).
+const ROW_BLOCK: usize = 8;
+
 type Body<'x, 'a, 'b> = &'x mut dyn FnMut(&mut Gen<'a, 'b>, Ix, &[Value]) -> Vec<Value>;
+
+/// The shims a function may call: one per scalar function (indexed as [`shims::table`])
+/// and the whole-vector form of the unary ones.
+pub struct Calls {
+    pub scalar: [Option<FuncRef>; 9],
+    pub slice: Option<FuncRef>,
+}
 
 pub struct Gen<'a, 'b> {
     f: &'a Function,
     s: &'a Schedule,
     b: FunctionBuilder<'b>,
     shims: [Option<FuncRef>; 9],
+    slice_shim: Option<FuncRef>,
     scalars: Vec<Option<Value>>,
     lanes: Vec<Vec<Value>>,
     args: Vec<Value>,
@@ -103,7 +114,7 @@ pub fn build(
     fctx: &mut FunctionBuilderContext,
     f: &Function,
     s: &Schedule,
-    shims: [Option<FuncRef>; 9],
+    calls: Calls,
     config: TargetFrontendConfig,
 ) {
     let mut b = FunctionBuilder::new(func, fctx);
@@ -125,7 +136,8 @@ pub fn build(
         f,
         s,
         b,
-        shims,
+        shims: calls.scalar,
+        slice_shim: calls.slice,
         scalars: vec![None; f.nodes.len()],
         lanes: vec![Vec::new(); f.nodes.len()],
         args,
@@ -205,15 +217,100 @@ impl<'a, 'b> Gen<'a, 'b> {
                 }
             }
             Node::MatVec { m, x, rows, cols } => {
-                let (m, x, rows, cols) = (*m, *x, *rows as i64, *cols as usize);
-                self.for_loop(0, rows, &[], &mut |g, r, _| {
-                    let v = g.matvec_row(m, x, r, cols);
-                    g.store(slot, r, v);
-                    vec![]
-                });
+                self.matvec_into(*m, *x, *rows as i64, *cols as usize, slot)
+            }
+            Node::MatTVec { m, y, rows, cols } => {
+                self.mat_t_vec_into(*m, *y, *rows as i64, *cols as usize, slot)
             }
             Node::Outer(a, b) => self.outer_into(*a, *b, slot),
+            Node::Unary(op, x) if self.slice_shim.is_some() && Self::calls_shim(*op) => {
+                // The operand into the slot, then the function over it in one call.
+                let (op, x, len) = (*op, *x, f.len_of(id));
+                self.write(slot, len, &mut |g, ix| g.elem(x, ix));
+                let code = self
+                    .b
+                    .ins()
+                    .iconst(types::I64, shims::index(Shim::Unary(op)) as i64);
+                let (p, off) = self.addr(self.base(slot.buf), slot.offset, Ix::Const(0));
+                let p = self.b.ins().iadd_imm_s(p, off as i64);
+                let n = self.b.ins().iconst(types::I64, len as i64);
+                let fr = self.slice_shim.expect("checked");
+                self.b.ins().call(fr, &[code, p, n]);
+            }
             _ => self.write(slot, f.len_of(id), &mut |g, ix| g.expand(id, ix)),
+        }
+    }
+
+    /// `m x` into `dest`. Long rows go [`ROW_BLOCK`] at a time: one loop over the columns
+    /// carrying one accumulator per row, so the rows' additions overlap instead of waiting
+    /// on each other (each row is still summed left to right, as the interpreter sums it).
+    fn matvec_into(&mut self, m: NodeId, x: NodeId, rows: i64, cols: usize, dest: Slot) {
+        let block = ROW_BLOCK as i64;
+        let blocked = if cols > self.s.unroll {
+            rows - rows % block
+        } else {
+            0
+        };
+        if blocked > 0 {
+            self.for_loop_step(0, blocked, block, &[], &mut |g, r, _| {
+                let sums = g.matvec_block(m, x, r, ROW_BLOCK, cols);
+                for (q, v) in sums.into_iter().enumerate() {
+                    g.store(dest, r.affine(1, q as i64), v);
+                }
+                vec![]
+            });
+        }
+        if blocked < rows {
+            self.for_loop(blocked, rows, &[], &mut |g, r, _| {
+                let v = g.matvec_row(m, x, r, cols);
+                g.store(dest, r, v);
+                vec![]
+            });
+        }
+    }
+
+    /// `mᵀ y` into `dest`, row by row: row 0's terms first, then each later row's added
+    /// entry by entry. Entry j still sums over the rows in order (the interpreter's sum),
+    /// but the inner loop runs along a contiguous row of `m`, two entries per F64X2.
+    fn mat_t_vec_into(&mut self, m: NodeId, y: NodeId, rows: i64, cols: usize, dest: Slot) {
+        let c = cols as i64;
+        let y0 = self.elem(y, Ix::Const(0));
+        self.write(dest, cols, &mut |g, j| {
+            let a = g.elem(m, j);
+            let b = g.splat_if_wide(y0);
+            g.b.ins().fmul(a, b)
+        });
+        let mut add_row = |g: &mut Self, i: Ix| {
+            let yi = g.elem(y, i);
+            g.write(dest, cols, &mut |g, j| {
+                let mi = g.ix_mat(i, c, j);
+                let a = g.elem(m, mi);
+                let b = g.splat_if_wide(yi);
+                let t = g.b.ins().fmul(a, b);
+                let base = g.base(dest.buf);
+                let acc = g.load(base, dest.offset, j);
+                g.b.ins().fadd(acc, t)
+            });
+        };
+        // Few rows: unrolled (`y` is then read at constant indices only).
+        if rows as usize <= self.s.unroll {
+            for i in 1..rows {
+                add_row(self, Ix::Const(i));
+            }
+        } else {
+            self.for_loop(1, rows, &[], &mut |g, i, _| {
+                add_row(g, i);
+                vec![]
+            });
+        }
+    }
+
+    /// A scalar value as the current lane width wants it.
+    fn splat_if_wide(&mut self, v: Value) -> Value {
+        if self.wide {
+            self.b.ins().splat(types::F64X2, v)
+        } else {
+            v
         }
     }
 
@@ -370,29 +467,43 @@ impl<'a, 'b> Gen<'a, 'b> {
         })
     }
 
-    /// All `rows` (a small number) rows of `m x`: unrolled, or one loop over the columns
-    /// carrying one accumulator per row (each row still summed left to right).
+    /// All `rows` (a small number) rows of `m x`.
     fn matvec_rows(&mut self, m: NodeId, x: NodeId, rows: usize, cols: usize) -> Vec<Value> {
+        self.matvec_block(m, x, Ix::Const(0), rows, cols)
+    }
+
+    /// Rows `r0 .. r0 + count` of `m x`: unrolled, or one loop over the columns carrying one
+    /// accumulator per row (each row still summed left to right).
+    fn matvec_block(
+        &mut self,
+        m: NodeId,
+        x: NodeId,
+        r0: Ix,
+        count: usize,
+        cols: usize,
+    ) -> Vec<Value> {
         if cols <= self.s.unroll {
-            return (0..rows)
-                .map(|r| self.matvec_row(m, x, Ix::Const(r as i64), cols))
+            return (0..count)
+                .map(|q| self.matvec_row(m, x, r0.affine(1, q as i64), cols))
                 .collect();
         }
         let c = cols as i64;
         let x0 = self.elem(x, Ix::Const(0));
-        let first: Vec<Value> = (0..rows as i64)
-            .map(|r| {
-                let a = self.elem(m, Ix::Const(r * c));
+        let first: Vec<Value> = (0..count as i64)
+            .map(|q| {
+                let mi = self.ix_mat(r0.affine(1, q), c, Ix::Const(0));
+                let a = self.elem(m, mi);
                 self.b.ins().fmul(a, x0)
             })
             .collect();
         self.for_loop(1, c, &first, &mut |g, j, acc| {
             let xj = g.elem(x, j);
-            (0..rows)
-                .map(|r| {
-                    let a = g.elem(m, j.affine(1, r as i64 * c));
+            (0..count)
+                .map(|q| {
+                    let mi = g.ix_mat(r0.affine(1, q as i64), c, j);
+                    let a = g.elem(m, mi);
                     let t = g.b.ins().fmul(a, xj);
-                    g.b.ins().fadd(acc[r], t)
+                    g.b.ins().fadd(acc[q], t)
                 })
                 .collect()
         })
@@ -676,6 +787,11 @@ impl<'a, 'b> Gen<'a, 'b> {
         let fr = self.shims[shims::index(s)].expect("shim declared");
         let inst = self.b.ins().call(fr, args);
         self.b.inst_results(inst)[0]
+    }
+
+    /// Whether `op` is computed by a shim (not inline instructions).
+    fn calls_shim(op: Func1) -> bool {
+        !matches!(op, Func1::Neg | Func1::Abs | Func1::Sqrt | Func1::Relu)
     }
 
     fn unary(&mut self, op: Func1, x: Value) -> Value {

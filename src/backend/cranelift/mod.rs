@@ -197,6 +197,7 @@ fn new_module() -> Result<JITModule, JitError> {
     for s in shims::table() {
         jb.symbol(s.name, s.ptr);
     }
+    jb.symbol(shims::UNARY_SLICE.0, shims::UNARY_SLICE.1);
     Ok(JITModule::new(jb))
 }
 
@@ -236,7 +237,32 @@ fn build(
             refs[k] = Some(module.declare_func_in_func(fid, &mut ctx.func));
         }
     }
-    codegen::build(&mut ctx.func, fctx, f, &sched, refs, module.target_config());
+    // The whole-vector form, for functions that call a unary shim at all.
+    let slice = if need[..8].iter().any(|n| *n) {
+        let mut sig = module.make_signature();
+        let ptr = module.target_config().pointer_type();
+        for t in [types::I64, ptr, types::I64] {
+            sig.params.push(AbiParam::new(t));
+        }
+        let fid = module
+            .declare_function(shims::UNARY_SLICE.0, Linkage::Import, &sig)
+            .map_err(cl_err)?;
+        Some(module.declare_func_in_func(fid, &mut ctx.func))
+    } else {
+        None
+    };
+    let calls = codegen::Calls {
+        scalar: refs,
+        slice,
+    };
+    codegen::build(
+        &mut ctx.func,
+        fctx,
+        f,
+        &sched,
+        calls,
+        module.target_config(),
+    );
     Ok(sched)
 }
 

@@ -33,6 +33,28 @@ extern "C" fn pow(a: f64, b: f64) -> f64 {
     math::apply2(Op2::Pow, a, b)
 }
 
+/// `xs[k] = f(xs[k])` over a whole materialised vector (a layer's activations): one call
+/// instead of one per entry, and the loop over the entries is Rust's. `op` is the
+/// function's [`index`] in the table; the values are [`math::apply1`]'s, so the interpreter
+/// still agrees bit for bit.
+extern "C" fn unary_slice(op: i64, xs: *mut f64, n: i64) {
+    let f = match table().get(op as usize).map(|d| d.shim) {
+        Some(Shim::Unary(f)) => f,
+        _ => return,
+    };
+    // SAFETY: the generated code passes a pointer to `n` initialised entries of its own
+    // scratch or output buffer (a node's slot, which the kernel ABI sized for it), and
+    // nothing else reads or writes them during the call.
+    let xs = unsafe { std::slice::from_raw_parts_mut(xs, n as usize) };
+    math::apply1_slice(f, xs);
+}
+
+/// The whole-vector shim ([`unary_slice`]): its symbol name and address.
+pub const UNARY_SLICE: (&str, *const u8) = (
+    "ndec_unary_slice",
+    unary_slice as extern "C" fn(i64, *mut f64, i64) as *const u8,
+);
+
 /// A function the generated code calls by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shim {

@@ -9,10 +9,11 @@ writes for this. Same field and weights as torchdiffeq_spiral.py (u' = W2 tanh(W
 b2 from w0.json), same data.csv, float64 on the CPU with torch.set_num_threads(os.cpu_count()).
 
 Measures:
-* minibatch gradient: the median/min of REPEAT (default 50) gradients of the MSE over a batch
-  (forward + backward, optimiser step excluded), windows drawn as the demo draws them;
-* training: ITERS (default 2000) iterations of Adam (lr LR, default 0.002, the recipe of docs/training.md) on the minibatch MSE
-  (the loss and optimiser ndec train uses), wall time end to end, and the full-trajectory MSE
+* minibatch gradient at w0: the median/min of REPEAT (default 50) gradients of the MSE over a
+  batch (forward + backward, optimiser step excluded), windows drawn as the demo draws them;
+* training: ITERS (default 2000) iterations of Adam (lr LR, default 0.002, the recipe of
+  docs/training.md) on the minibatch MSE (the loss and optimiser ndec train uses): the median
+  gradient time over the iterations, the wall time end to end, and the full-trajectory MSE
   (u0 = [2, 0] over all 1000 observations) at the final params;
 * the demo's own recipe (RMSprop lr 1e-3, mean |error|), ITERS iterations, when DEMO=1;
 * EVAL_PARAMS=FILE: the full-trajectory MSE of that params file (ndec's final params), by this
@@ -82,14 +83,19 @@ def full_mse(f):
 
 
 def train(f, opt, l1=False):
+    """-> (wall s, full-trajectory MSE after, each iteration's gradient ms)."""
+    grad_ms = []
     t = time.perf_counter()
     for _ in range(ITERS):
+        batch = get_batch()
+        g = time.perf_counter()
         opt.zero_grad()
-        loss = minibatch_loss(f, get_batch(), l1)
+        loss = minibatch_loss(f, batch, l1)
         loss.backward()
+        grad_ms.append((time.perf_counter() - g) * 1e3)
         opt.step()
     wall = time.perf_counter() - t
-    return wall, full_mse(f)
+    return wall, full_mse(f), grad_ms
 
 
 res = {"tool": "torchdiffeq", "method": "dopri5", "threads": NTHREADS,
@@ -112,11 +118,12 @@ res.update(repeat=REPEAT, minibatch_grad_ms_median=statistics.median(times),
 
 if ITERS > 0:
     ft = Field(W0)
-    wall, mse = train(ft, torch.optim.Adam(ft.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8))
-    res.update(iters=ITERS, lr=LR, train_wall_s=wall, final_full_mse=mse)
+    wall, mse, grad_ms = train(ft, torch.optim.Adam(ft.parameters(), lr=LR, betas=(0.9, 0.999), eps=1e-8))
+    res.update(iters=ITERS, lr=LR, train_wall_s=wall, final_full_mse=mse,
+               train_grad_ms_median=statistics.median(grad_ms))
     if os.environ.get("DEMO", "0") == "1":
         fd = Field(W0)
-        wall, mse = train(fd, torch.optim.RMSprop(fd.parameters(), lr=1e-3), l1=True)
+        wall, mse, _ = train(fd, torch.optim.RMSprop(fd.parameters(), lr=1e-3), l1=True)
         res.update(demo_recipe_train_wall_s=wall, demo_recipe_final_full_mse=mse)
 
 if os.environ.get("EVAL_PARAMS"):

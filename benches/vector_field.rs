@@ -155,5 +155,62 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The widths users train (issue 13): one vector-field call and one VJP call of
+/// u' = 0.2·nn(u) − 0.1·u, nn = n → h → h → n (tanh), and faer's matrix–vector products of
+/// the same three shapes (the machine's limit for the matvec part), so the GFLOP/s of each
+/// can be compared: a forward call is 2·(nh + h² + hn) flops plus 2h tanh.
+fn wide(c: &mut Criterion) {
+    for (n, h) in [(8usize, 64usize), (64, 256), (128, 512)] {
+        let text = format!(
+            "net nn = mlp({n} -> {h} -> {h} -> {n}, tanh, init = glorot(seed = 1))\nstate u[{n}] = 0.5\nu' = 0.2*nn(u) - 0.1*u\n"
+        );
+        let k = case("wide", &text, lv);
+        let vjp = ndec::diff::vjp(&k.f, &["u", "p"], false);
+        let jits = cranelift::compile_all(&[&k.f, &vjp]).unwrap();
+        let t = [0.0];
+        let w: Vec<f64> = (0..n).map(|i| 1.0 - 0.01 * i as f64).collect();
+        let (mut du, mut gu, mut gp) = (vec![0.0; n], vec![0.0; n], vec![0.0; k.p.len()]);
+        let mut scratch = Vec::new();
+        let mut g = c.benchmark_group(format!("mlp_{n}_{h}_{h}_{n}"));
+        g.bench_function("jit_vector_field", |b| {
+            b.iter(|| jits[0].call(black_box(&[&t, &k.u, &k.p]), &mut [&mut du], &mut scratch))
+        });
+        g.bench_function("jit_vjp", |b| {
+            b.iter(|| {
+                jits[1].call(
+                    black_box(&[&t, &k.u, &k.p, &w]),
+                    &mut [&mut gu, &mut gp],
+                    &mut scratch,
+                )
+            })
+        });
+        let mats: Vec<faer::Mat<f64>> = [(h, n), (h, h), (n, h)]
+            .iter()
+            .map(|&(r, c)| faer::Mat::from_fn(r, c, |i, j| ((i * 7 + j * 3) % 11) as f64 * 0.01))
+            .collect();
+        let xs: Vec<faer::Mat<f64>> = [n, h, h]
+            .iter()
+            .map(|&c| faer::Mat::from_fn(c, 1, |i, _| i as f64 * 0.001))
+            .collect();
+        let mut ys: Vec<faer::Mat<f64>> =
+            [h, h, n].iter().map(|&r| faer::Mat::zeros(r, 1)).collect();
+        g.bench_function("faer_three_matvecs", |b| {
+            b.iter(|| {
+                for ((m, x), y) in mats.iter().zip(&xs).zip(ys.iter_mut()) {
+                    faer::linalg::matmul::matmul(
+                        y.as_mut(),
+                        faer::Accum::Replace,
+                        black_box(m.as_ref()),
+                        x.as_ref(),
+                        1.0,
+                        faer::Par::Seq,
+                    );
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, wide);
 criterion_main!(benches);

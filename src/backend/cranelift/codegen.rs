@@ -280,7 +280,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             let b = g.splat_if_wide(y0);
             g.b.ins().fmul(a, b)
         });
-        let mut add_row = |g: &mut Self, i: Ix| {
+        let add_row = |g: &mut Self, i: Ix| {
             let yi = g.elem(y, i);
             g.write(dest, cols, &mut |g, j| {
                 let mi = g.ix_mat(i, c, j);
@@ -315,27 +315,16 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 
     /// `dest[r*|b| + c] = a[r] * b[c]`: a loop (or unrolled sequence) over rows, each row
-    /// stored like an elementwise vector.
+    /// stored like an elementwise vector (two lanes per instruction along the row).
     fn outer_into(&mut self, a: NodeId, b: NodeId, dest: Slot) {
-        let (na, nb) = (self.f.len_of(a), self.f.len_of(b) as i64);
+        let (na, nb) = (self.f.len_of(a), self.f.len_of(b));
         let row = |g: &mut Self, r: Ix| {
             let x = g.elem(a, r);
-            let lane = |g: &mut Self, c: Ix| {
+            g.write_row(dest, Some((r, nb as i64)), nb, &mut |g, c| {
+                let xs = g.splat_if_wide(x);
                 let z = g.elem(b, c);
-                let v = g.b.ins().fmul(x, z);
-                let k = g.ix_mat(r, nb, c);
-                g.store(dest, k, v);
-            };
-            if nb as usize <= g.s.unroll {
-                for c in 0..nb {
-                    lane(g, Ix::Const(c));
-                }
-            } else {
-                g.for_loop(0, nb, &[], &mut |g, c, _| {
-                    lane(g, c);
-                    vec![]
-                });
-            }
+                g.b.ins().fmul(xs, z)
+            });
         };
         if na <= self.s.unroll {
             for r in 0..na {
@@ -352,10 +341,27 @@ impl<'a, 'b> Gen<'a, 'b> {
     /// Stores `len` lanes computed by `lane` into `dest`: unrolled when short, else a loop
     /// doing [`LOOP_UNROLL`] lanes per trip and an unrolled tail.
     fn write(&mut self, dest: Slot, len: usize, lane: &mut dyn FnMut(&mut Self, Ix) -> Value) {
+        self.write_row(dest, None, len, lane)
+    }
+
+    /// [`Gen::write`] into row `r` of a row-major matrix with `width` columns at `dest`
+    /// (`Some((r, width))`: lane `k` goes to entry `r*width + k`), or into `dest` itself.
+    fn write_row(
+        &mut self,
+        dest: Slot,
+        row: Option<(Ix, i64)>,
+        len: usize,
+        lane: &mut dyn FnMut(&mut Self, Ix) -> Value,
+    ) {
+        let at = |g: &mut Self, ix: Ix| match row {
+            Some((r, width)) => g.ix_mat(r, width, ix),
+            None => ix,
+        };
         if len <= self.s.unroll {
             for k in 0..len {
                 let v = lane(self, Ix::Const(k as i64));
-                self.store(dest, Ix::Const(k as i64), v);
+                let ix = at(self, Ix::Const(k as i64));
+                self.store(dest, ix, v);
             }
             return;
         }
@@ -374,14 +380,16 @@ impl<'a, 'b> Gen<'a, 'b> {
                 };
                 g.wide = true;
                 let v = lane(g, ix);
-                g.store(dest, ix, v);
+                let dst = at(g, ix);
+                g.store(dest, dst, v);
                 g.wide = false;
             }
             vec![]
         });
         for k in main..len {
             let v = lane(self, Ix::Const(k as i64));
-            self.store(dest, Ix::Const(k as i64), v);
+            let ix = at(self, Ix::Const(k as i64));
+            self.store(dest, ix, v);
         }
     }
 

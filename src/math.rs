@@ -119,6 +119,39 @@ pub fn tanh(x: f64) -> f64 {
     x + x * z * (p / q)
 }
 
+/// Whether a `rows × cols` matrix–vector product (or its transpose) is a *large layer*,
+/// computed by [`matvec`] / [`mat_t_vec`] with faer's kernel (SIMD, fused multiply-add, its
+/// own order of summation) instead of one left-to-right sum per entry. The rule depends on
+/// the shape only, so every CPU back end — the interpreter and the JIT, which both call these
+/// two functions — gives the same bits. (Both dimensions at least 16 keeps such a product in
+/// memory in the JIT's schedule.)
+pub fn is_large_layer(rows: usize, cols: usize) -> bool {
+    rows >= 16 && cols >= 16 && rows * cols >= 4096
+}
+
+/// `out = m x` for a large layer: `m` row-major `rows × cols`, `x` of length `cols`.
+pub fn matvec(m: &[f64], x: &[f64], rows: usize, cols: usize, out: &mut [f64]) {
+    let m = faer::MatRef::from_row_major_slice(&m[..rows * cols], rows, cols);
+    let x = faer::MatRef::from_column_major_slice(&x[..cols], cols, 1);
+    let out = faer::MatMut::from_column_major_slice_mut(&mut out[..rows], rows, 1);
+    faer::linalg::matmul::matmul(out, faer::Accum::Replace, m, x, 1.0, faer::Par::Seq);
+}
+
+/// `out = mᵀ y` for a large layer: `m` row-major `rows × cols`, `y` of length `rows`.
+pub fn mat_t_vec(m: &[f64], y: &[f64], rows: usize, cols: usize, out: &mut [f64]) {
+    let m = faer::MatRef::from_row_major_slice(&m[..rows * cols], rows, cols);
+    let y = faer::MatRef::from_column_major_slice(&y[..rows], rows, 1);
+    let out = faer::MatMut::from_column_major_slice_mut(&mut out[..cols], cols, 1);
+    faer::linalg::matmul::matmul(
+        out,
+        faer::Accum::Replace,
+        m.transpose(),
+        y,
+        1.0,
+        faer::Par::Seq,
+    );
+}
+
 /// `xs[k] = apply1(f, xs[k])` for every entry (the function chosen once, not per entry).
 pub fn apply1_slice(f: Func1, xs: &mut [f64]) {
     match f {

@@ -479,3 +479,22 @@ fn window_gradients_agree_with_forward_sensitivities_and_differences() {
         );
     }
 }
+
+/// A model with a large layer (64 × 64: the products go through `math::matvec`, see
+/// `math::is_large_layer`): the discrete adjoint still equals forward sensitivities taken with
+/// the same steps, to 1e-10 relative.
+#[test]
+fn a_wide_model_gets_the_same_gradient_from_the_discrete_adjoint_and_forward_sensitivities() {
+    let (prog, data, opts) = setup(
+        "net nn = mlp(1 -> 64 -> 64 -> 1, tanh, init = glorot(seed = 4))\nstate x = 0.5\nx' = 0.5*nn([x])[0] - 0.1*x\n",
+        "t,x\n0.1,0.45\n0.2,0.5\n",
+    );
+    assert!(ndec::math::is_large_layer(64, 64));
+    let kernels = Kernels::new(prog);
+    let p = kernels.program().default_params();
+    let adj = AdjointOptions::default();
+    let d = grad(&kernels, Sensitivity::Discrete, &p, &data, &opts, adj);
+    let f = grad(&kernels, Sensitivity::Forward, &p, &data, &opts, adj);
+    assert!(rel(&d.grad, &f.grad) < 1e-10, "{}", rel(&d.grad, &f.grad));
+    assert!(d.grad.iter().filter(|g| **g != 0.0).count() > 4000);
+}

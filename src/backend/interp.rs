@@ -66,17 +66,29 @@ pub fn eval_nodes(f: &Function, args: &[&[f64]]) -> Vec<Vec<f64>> {
             Node::Dot(a, b) => vec![math::sum(v(a).iter().zip(v(b)).map(|(x, y)| x * y))],
             Node::MatVec { m, x, rows, cols } => {
                 let (m, x) = (v(m), v(x));
-                let c = *cols as usize;
-                (0..*rows as usize)
-                    .map(|r| math::sum((0..c).map(|j| m[r * c + j] * x[j])))
-                    .collect()
+                let (r, c) = (*rows as usize, *cols as usize);
+                if math::is_large_layer(r, c) {
+                    let mut out = vec![0.0; r];
+                    math::matvec(m, x, r, c, &mut out);
+                    out
+                } else {
+                    (0..r)
+                        .map(|r| math::sum((0..c).map(|j| m[r * c + j] * x[j])))
+                        .collect()
+                }
             }
             Node::MatTVec { m, y, rows, cols } => {
                 let (m, y) = (v(m), v(y));
                 let (r, c) = (*rows as usize, *cols as usize);
-                (0..c)
-                    .map(|j| math::sum((0..r).map(|i| m[i * c + j] * y[i])))
-                    .collect()
+                if math::is_large_layer(r, c) {
+                    let mut out = vec![0.0; c];
+                    math::mat_t_vec(m, y, r, c, &mut out);
+                    out
+                } else {
+                    (0..c)
+                        .map(|j| math::sum((0..r).map(|i| m[i * c + j] * y[i])))
+                        .collect()
+                }
             }
             Node::Outer(a, b) => {
                 let (a, b) = (v(a), v(b));

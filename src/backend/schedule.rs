@@ -108,6 +108,22 @@ fn is_view(f: &Function, id: NodeId) -> bool {
         )
 }
 
+/// Makes `id` contiguous in memory (a large layer's operand, passed to the routine by
+/// address): unit-stride views of an argument already are; anything else gets a slot.
+fn in_memory(f: &Function, id: NodeId, need_mem: &mut [bool], dynamic: &mut [bool]) {
+    fn unit_view(f: &Function, id: NodeId) -> bool {
+        match f.node(id) {
+            Node::Arg(_) => true,
+            Node::Gather { v, stride: 1, .. } => unit_view(f, *v),
+            _ => false,
+        }
+    }
+    if !unit_view(f, id) {
+        need_mem[id.index()] = true;
+        dynamic[id.index()] = true;
+    }
+}
+
 /// Places every node of `f`, unrolling vectors (and loops) of length `<= unroll`.
 pub fn schedule(f: &Function, unroll: usize) -> Schedule {
     let n = f.nodes.len();
@@ -153,7 +169,11 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
         } else {
             match node {
                 Node::Arg(k) => Place::Arg(*k),
-                Node::Iota { .. } | Node::Broadcast(..) | Node::Gather { .. } => Place::Fused,
+                // Views are computed where they are read, unless a large layer needs
+                // them contiguous in memory (see `in_memory`).
+                Node::Iota { .. } | Node::Broadcast(..) | Node::Gather { .. } if !need_mem[i] => {
+                    Place::Fused
+                }
                 _ => {
                     let materialise = output_of[i].is_some()
                         || uses[i] > 1
@@ -199,6 +219,10 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
         match node {
             Node::MatTVec { m, y, rows, cols } => {
                 let (rows, cols) = (*rows as usize, *cols as usize);
+                if crate::math::is_large_layer(rows, cols) {
+                    in_memory(f, *m, &mut need_mem, &mut dynamic);
+                    in_memory(f, *y, &mut need_mem, &mut dynamic);
+                }
                 match place {
                     Place::Fused => dynamic[m.index()] |= dynamic[i],
                     _ => {
@@ -253,6 +277,10 @@ pub fn schedule(f: &Function, unroll: usize) -> Schedule {
             }
             Node::MatVec { m, x, rows, cols } => {
                 let (rows, cols) = (*rows as usize, *cols as usize);
+                if crate::math::is_large_layer(rows, cols) {
+                    in_memory(f, *m, &mut need_mem, &mut dynamic);
+                    in_memory(f, *x, &mut need_mem, &mut dynamic);
+                }
                 match place {
                     Place::Fused => dynamic[m.index()] |= dynamic[i],
                     _ => {

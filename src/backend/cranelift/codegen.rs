@@ -76,6 +76,9 @@ type Body<'x, 'a, 'b> = &'x mut dyn FnMut(&mut Gen<'a, 'b>, Ix, &[Value]) -> Vec
 pub struct Calls {
     pub scalar: [Option<FuncRef>; 9],
     pub slice: Option<FuncRef>,
+    /// `ndec_matvec`, `ndec_mat_t_vec` ([`shims::LAYER_PRODUCTS`]) when the function has a
+    /// large layer.
+    pub layers: [Option<FuncRef>; 2],
 }
 
 pub struct Gen<'a, 'b> {
@@ -84,6 +87,7 @@ pub struct Gen<'a, 'b> {
     b: FunctionBuilder<'b>,
     shims: [Option<FuncRef>; 9],
     slice_shim: Option<FuncRef>,
+    layer_shims: [Option<FuncRef>; 2],
     scalars: Vec<Option<Value>>,
     lanes: Vec<Vec<Value>>,
     args: Vec<Value>,
@@ -138,6 +142,7 @@ pub fn build(
         b,
         shims: calls.scalar,
         slice_shim: calls.slice,
+        layer_shims: calls.layers,
         scalars: vec![None; f.nodes.len()],
         lanes: vec![Vec::new(); f.nodes.len()],
         args,
@@ -245,6 +250,9 @@ impl<'a, 'b> Gen<'a, 'b> {
     /// carrying one accumulator per row, so the rows' additions overlap instead of waiting
     /// on each other (each row is still summed left to right, as the interpreter sums it).
     fn matvec_into(&mut self, m: NodeId, x: NodeId, rows: i64, cols: usize, dest: Slot) {
+        if crate::math::is_large_layer(rows as usize, cols) {
+            return self.call_layer_product(0, m, x, rows, cols, dest);
+        }
         let block = ROW_BLOCK as i64;
         let blocked = if cols > self.s.unroll {
             rows - rows % block
@@ -273,6 +281,9 @@ impl<'a, 'b> Gen<'a, 'b> {
     /// entry by entry. Entry j still sums over the rows in order (the interpreter's sum),
     /// but the inner loop runs along a contiguous row of `m`, two entries per F64X2.
     fn mat_t_vec_into(&mut self, m: NodeId, y: NodeId, rows: i64, cols: usize, dest: Slot) {
+        if crate::math::is_large_layer(rows as usize, cols) {
+            return self.call_layer_product(1, m, y, rows, cols, dest);
+        }
         let c = cols as i64;
         let y0 = self.elem(y, Ix::Const(0));
         self.write(dest, cols, &mut |g, j| {
@@ -302,6 +313,58 @@ impl<'a, 'b> Gen<'a, 'b> {
                 add_row(g, i);
                 vec![]
             });
+        }
+    }
+
+    /// A large layer's product ([`crate::math::is_large_layer`]) by the routine the
+    /// interpreter calls too: `k` 0 is `m v`, 1 is `mᵀ v`.
+    fn call_layer_product(
+        &mut self,
+        k: usize,
+        m: NodeId,
+        v: NodeId,
+        rows: i64,
+        cols: usize,
+        dest: Slot,
+    ) {
+        let fr = self.layer_shims[k].expect("declared for functions with large layers");
+        let pm = self.data_ptr(m);
+        let pv = self.data_ptr(v);
+        let out = self.slot_ptr(dest);
+        let r = self.b.ins().iconst(types::I64, rows);
+        let c = self.b.ins().iconst(types::I64, cols as i64);
+        self.b.ins().call(fr, &[pm, pv, r, c, out]);
+    }
+
+    /// The address of a slot's first entry.
+    fn slot_ptr(&mut self, slot: Slot) -> Value {
+        let base = self.base(slot.buf);
+        self.b.ins().iadd_imm_s(base, (slot.offset * 8) as i64)
+    }
+
+    /// The address of a node's entries, which the schedule keeps contiguous in memory (an
+    /// argument, a unit-stride gather of one, or a node with a memory slot).
+    fn data_ptr(&mut self, id: NodeId) -> Value {
+        match (self.s.place(id), self.f.node(id)) {
+            (Place::Arg(k), _) => self.args[k as usize],
+            (Place::Mem(slot) | Place::Lanes(Some(slot)), _) => self.slot_ptr(slot),
+            (
+                Place::Fused,
+                Node::Gather {
+                    v,
+                    start,
+                    stride: 1,
+                    ..
+                },
+            ) => {
+                let (v, start) = (*v, *start);
+                let p = self.data_ptr(v);
+                self.b.ins().iadd_imm_s(p, start as i64 * 8)
+            }
+            (place, _) => panic!(
+                "schedule: %{} ({place:?}) is a large layer's operand but not contiguous in memory",
+                id.0
+            ),
         }
     }
 

@@ -16,7 +16,7 @@ mod shims;
 
 use crate::backend::schedule::{self, Schedule};
 use crate::backend::{Kernel, check_buffers};
-use crate::ir::Function;
+use crate::ir::{Function, Node};
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::{AbiParam, FuncRef, Signature, UserFuncName, types};
 use cranelift_codegen::settings::{self, Configurable};
@@ -198,6 +198,9 @@ fn new_module() -> Result<JITModule, JitError> {
         jb.symbol(s.name, s.ptr);
     }
     jb.symbol(shims::UNARY_SLICE.0, shims::UNARY_SLICE.1);
+    for (name, ptr) in shims::LAYER_PRODUCTS {
+        jb.symbol(name, ptr);
+    }
     Ok(JITModule::new(jb))
 }
 
@@ -251,9 +254,31 @@ fn build(
     } else {
         None
     };
+    // The large-layer products, for functions that have one.
+    let large = f.nodes.iter().any(|n| match n {
+        Node::MatVec { rows, cols, .. } | Node::MatTVec { rows, cols, .. } => {
+            crate::math::is_large_layer(*rows as usize, *cols as usize)
+        }
+        _ => false,
+    });
+    let mut layers = [None, None];
+    if large {
+        let ptr = module.target_config().pointer_type();
+        for (k, (name, _)) in shims::LAYER_PRODUCTS.iter().enumerate() {
+            let mut sig = module.make_signature();
+            for t in [ptr, ptr, types::I64, types::I64, ptr] {
+                sig.params.push(AbiParam::new(t));
+            }
+            let fid = module
+                .declare_function(name, Linkage::Import, &sig)
+                .map_err(cl_err)?;
+            layers[k] = Some(module.declare_func_in_func(fid, &mut ctx.func));
+        }
+    }
     let calls = codegen::Calls {
         scalar: refs,
         slice,
+        layers,
     };
     codegen::build(
         &mut ctx.func,

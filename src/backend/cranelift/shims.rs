@@ -55,6 +55,48 @@ pub const UNARY_SLICE: (&str, *const u8) = (
     unary_slice as extern "C" fn(i64, *mut f64, i64) as *const u8,
 );
 
+/// `out = m x` for a large layer ([`math::is_large_layer`]), `m` row-major `rows × cols`.
+extern "C" fn matvec(m: *const f64, x: *const f64, rows: i64, cols: i64, out: *mut f64) {
+    let (r, c) = (rows as usize, cols as usize);
+    // SAFETY: the generated code passes pointers to the node's operands and its own slot:
+    // `m` has r·c entries, `x` c and `out` r (the IR's validated lengths), `out` is a slot of
+    // its own that no operand overlaps, and nothing else touches them during the call.
+    let (m, x, out) = unsafe {
+        (
+            std::slice::from_raw_parts(m, r * c),
+            std::slice::from_raw_parts(x, c),
+            std::slice::from_raw_parts_mut(out, r),
+        )
+    };
+    math::matvec(m, x, r, c, out);
+}
+
+/// `out = mᵀ y` for a large layer, `m` row-major `rows × cols`.
+extern "C" fn mat_t_vec(m: *const f64, y: *const f64, rows: i64, cols: i64, out: *mut f64) {
+    let (r, c) = (rows as usize, cols as usize);
+    // SAFETY: as for `matvec`: `m` has r·c entries, `y` r and `out` c, `out` overlaps neither.
+    let (m, y, out) = unsafe {
+        (
+            std::slice::from_raw_parts(m, r * c),
+            std::slice::from_raw_parts(y, r),
+            std::slice::from_raw_parts_mut(out, c),
+        )
+    };
+    math::mat_t_vec(m, y, r, c, out);
+}
+
+/// The large-layer products ([`matvec`], [`mat_t_vec`]): symbol names and addresses.
+pub const LAYER_PRODUCTS: [(&str, *const u8); 2] = [
+    (
+        "ndec_matvec",
+        matvec as extern "C" fn(*const f64, *const f64, i64, i64, *mut f64) as *const u8,
+    ),
+    (
+        "ndec_mat_t_vec",
+        mat_t_vec as extern "C" fn(*const f64, *const f64, i64, i64, *mut f64) as *const u8,
+    ),
+];
+
 /// A function the generated code calls by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shim {

@@ -67,7 +67,7 @@ pub fn gradient(
         u_len,
         q_len,
         vjp: kernels.vjp_call(p),
-        forward: Interp::new(&tab, kind, &trace),
+        forward: Interp::new(tab, kind, &trace),
         f: prog.rhs(p),
         u: vec![0.0; n],
         du: vec![0.0; n],
@@ -110,7 +110,7 @@ pub fn gradient(
         stats.add(&bsol.stats);
         y.copy_from_slice(bsol.last());
         if method == Sensitivity::Quadrature {
-            quadrature(&mut adj, &tab, kind, &btrace, &mut grad);
+            quadrature(&mut adj, tab, kind, &btrace, &mut grad);
         }
         t_hi = t_lo;
     }

@@ -87,7 +87,7 @@ pub fn gradient(
     let mut direct = vec![0.0; p.len()];
     let value = loss.eval(&sol.t, &sol.u, n, &mut seeds, &mut direct);
 
-    let mut back = Backward::new(prog, kernels, &hist, &tab, kind, p);
+    let mut back = Backward::new(prog, kernels, &hist, tab, kind, p);
     back.seed_rows(&sol, &seeds);
     let mut lambda = vec![0.0; n];
     for i in (0..hist.len()).rev() {

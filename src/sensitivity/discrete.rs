@@ -105,11 +105,11 @@ pub fn reverse(
     let value = loss.eval(&sol.t, &sol.u, n, &mut seeds, &mut direct);
 
     let rows = RowsByStep::of(&sol.t, trace, opts.t0);
-    let mut back = Backward::new(&tab, kind, n, p.len(), kernels, p);
+    let mut back = Backward::new(tab, kind, n, p.len(), kernels, p);
     let mut lambda = vec![0.0; n];
     let mut seg = Segment::default();
     for step in (0..trace.len()).rev() {
-        let (u, k) = seg.step(step, trace, &tab, &mut rhs);
+        let (u, k) = seg.step(step, trace, tab, &mut rhs);
         back.step(
             trace,
             step,

@@ -187,6 +187,12 @@ fn exit_statuses_follow_the_contract() {
     let o = ndec(&["run", s(&m), "--t1", "100", "--max-steps", "10"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("maximum"), "{}", stderr(&o));
+    // A fixed step so small that the step count overflows is the step limit, not one step.
+    for dt in ["5e-324", "1e-310"] {
+        let o = ndec(&["run", s(&m), "--t1", "1", "--method", "rk4", "--dt", dt]);
+        assert_eq!(o.status.code(), Some(3), "dt {dt}: {}", stderr(&o));
+        assert!(stderr(&o).contains("maximum"), "{}", stderr(&o));
+    }
     // 4: not available here.
     let sde = write(
         "gbm.nde",

@@ -212,7 +212,7 @@ impl std::fmt::Display for SolveFailure {
         write!(
             f,
             "solver failed{which} at t = {}: {}",
-            self.t,
+            crate::runtime::shortest(self.t),
             self.reason_text()
         )
     }

@@ -570,7 +570,10 @@ pub(crate) fn fixed_steps(opts: &SolveOptions) -> (u64, impl Fn(u64) -> f64) {
     let dt = opts.dt.expect("validated").abs();
     let r = (t1 - t0).abs() / dt;
     let n = (r - 1e-9 * r.max(1.0)).ceil().max(1.0);
-    let n = if n >= u64::MAX as f64 {
+    // A dt so small that the count overflows to ∞ (∞ − ∞ is NaN, which `max` would turn into
+    // one step) is as many steps as can be: the step limit then stops the solve with its
+    // reason instead of a one-step answer.
+    let n = if !r.is_finite() || n >= u64::MAX as f64 {
         u64::MAX
     } else {
         n as u64

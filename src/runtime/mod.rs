@@ -145,34 +145,40 @@ pub struct SolveError {
     pub stats: Stats,
 }
 
+/// A number in its shortest round-trip form, in exponent notation when very small or large
+/// (`5e-324`, not 324 digits): how failure messages print times.
+pub fn shortest(x: f64) -> String {
+    if x.is_finite() {
+        ryu::Buffer::new().format_finite(x).to_string()
+    } else {
+        x.to_string()
+    }
+}
+
 impl std::fmt::Display for SolveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = shortest(self.t);
         match &self.reason {
             FailReason::StepSizeUnderflow { dt } => write!(
                 f,
-                "solver failed at t = {}: step size underflow (dt = {dt:e}); the problem may be stiff or singular here",
-                self.t
+                "solver failed at t = {t}: step size underflow (dt = {dt:e}); the problem may be stiff or singular here"
             ),
             FailReason::NonFiniteState => write!(
                 f,
-                "solver failed at t = {}: the state became non-finite (NaN or infinity)",
-                self.t
+                "solver failed at t = {t}: the state became non-finite (NaN or infinity)"
             ),
             FailReason::MaxSteps { max_steps } => write!(
                 f,
-                "solver failed at t = {}: reached the maximum of {max_steps} steps",
-                self.t
+                "solver failed at t = {t}: reached the maximum of {max_steps} steps"
             ),
             FailReason::InvalidInput(msg) => write!(f, "invalid solver input: {msg}"),
             FailReason::SingularMatrix => write!(
                 f,
-                "solver failed at t = {}: the implicit method's iteration matrix I - gamma*h*J is singular",
-                self.t
+                "solver failed at t = {t}: the implicit method's iteration matrix I - gamma*h*J is singular"
             ),
             FailReason::NewtonFailure { dt } => write!(
                 f,
-                "solver failed at t = {}: the Newton iteration did not converge (dt = {dt:e}); the Jacobian may be wrong or the problem singular here",
-                self.t
+                "solver failed at t = {t}: the Newton iteration did not converge (dt = {dt:e}); the Jacobian may be wrong or the problem singular here"
             ),
         }
     }

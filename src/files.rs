@@ -37,3 +37,30 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Reads the whole file at `path`, refusing one larger than `limit` bytes (an
+/// `InvalidData` error naming the limit) without reading past it: `/dev/zero` or a
+/// runaway file ends here instead of exhausting memory.
+pub fn read_capped(path: &Path, limit: u64, what: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than the {} a {what} may have",
+                crate::limits::bytes(limit)
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] as UTF-8 text.
+pub fn read_text_capped(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
+    String::from_utf8(read_capped(path, limit, what)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}

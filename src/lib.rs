@@ -14,6 +14,7 @@ pub mod driver;
 pub mod ensemble;
 pub mod files;
 pub mod ir;
+pub mod limits;
 pub mod math;
 pub mod opt;
 pub mod params;

@@ -13,13 +13,13 @@ fn main() {
     let code = match worker.map(|h| h.join()) {
         Ok(Ok(code)) => code,
         Ok(Err(_)) => {
-            eprintln!(
-                "error: internal compiler error (a bug in ndec); please report it with the model"
+            ndec::cli::note(
+                "error: internal compiler error (a bug in ndec); please report it with the model",
             );
             101
         }
         Err(e) => {
-            eprintln!("error: cannot start the compiler thread: {e}");
+            ndec::cli::note(format_args!("error: cannot start the compiler thread: {e}"));
             101
         }
     };

@@ -74,17 +74,20 @@ pub fn apply_json(text: &str, layout: &ParamLayout, p: &mut [f64]) -> Result<(),
     let Value::Object(obj) = v else {
         return Err("the params file must be a JSON object".to_string());
     };
+    // Applied to a copy: a file refused half way changes nothing.
+    let mut q = p.to_vec();
     for (name, value) in &obj {
         if let Some((_, i)) = layout.scalars.iter().find(|(n, _)| n == name) {
-            p[*i] = number(value).ok_or_else(|| format!("`{name}` must be a number"))?;
+            q[*i] = number(value).ok_or_else(|| format!("`{name}` must be a number"))?;
         } else if let Some(block) = layout.nets.iter().find(|b| &b.net == name) {
-            apply_net(name, value, block, p)?;
+            apply_net(name, value, block, &mut q)?;
         } else {
             return Err(format!(
                 "unknown name `{name}`: not a param or net of this model"
             ));
         }
     }
+    p.copy_from_slice(&q);
     Ok(())
 }
 
@@ -109,7 +112,23 @@ fn apply_net(
             layers.len()
         ));
     }
+    if let Some(key) = v
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "layers"))
+    {
+        return Err(format!(
+            "`{name}`: unknown key `{key}` (a net's value is {{\"layers\": [...]}})"
+        ));
+    }
     for (l, (lv, layout)) in layers.iter().zip(&block.layers).enumerate() {
+        let obj = lv.as_object().ok_or_else(|| {
+            format!("`{name}` layer {l} must be an object with `weight` and/or `bias`, not {lv}")
+        })?;
+        if let Some(key) = obj.keys().find(|k| *k != "weight" && *k != "bias") {
+            return Err(format!(
+                "`{name}` layer {l}: unknown key `{key}` (a layer has `weight` and `bias`)"
+            ));
+        }
         if let Some(w) = lv.get("weight") {
             let rows = w
                 .as_array()
@@ -240,5 +259,29 @@ mod tests {
             .contains("3 rows")
         );
         assert!(apply_json("{", &l, &mut r).unwrap_err().contains("line 1"));
+        let before = r.clone();
+        for (bad, says) in [
+            (r#"{"f": {"layers": [5, {}]}}"#, "layer 0 must be an object"),
+            (
+                r#"{"f": {"layers": [{}, "x"]}}"#,
+                "layer 1 must be an object",
+            ),
+            (
+                r#"{"f": {"layers": [{"weights": []}, {}]}}"#,
+                "unknown key `weights`",
+            ),
+            (
+                r#"{"f": {"layers": [{}, {}], "extra": 1}}"#,
+                "unknown key `extra`",
+            ),
+            (
+                r#"{"a": 7, "f": {"layers": [{"bias": [1, 2, 3]}, 5]}}"#,
+                "layer 1",
+            ),
+        ] {
+            let e = apply_json(bad, &l, &mut r).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        assert_eq!(r, before, "a refused file changes nothing");
     }
 }

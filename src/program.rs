@@ -273,6 +273,17 @@ impl Program {
 
     pub fn from_model(model: Model, backend: Backend) -> Result<Program, CompileError> {
         let start = Instant::now();
+        let entries = model.entry_count();
+        if entries > crate::limits::MAX_MODEL_ENTRIES {
+            let span = model.states.first().map(|s| s.span).unwrap_or_default();
+            return Err(CompileError::Unsupported(LowerError::Unsupported {
+                what: format!(
+                    "a model of {entries} scalar entries (states, params and net weights): this version compiles at most {}",
+                    crate::limits::MAX_MODEL_ENTRIES
+                ),
+                span,
+            }));
+        }
         if let Some(i) = model.inputs.first() {
             return Err(CompileError::Unsupported(LowerError::Unsupported {
                 what: "inputs (controlled differential equations): solving with data arrives with the CDE work".into(),

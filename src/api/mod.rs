@@ -110,10 +110,11 @@ struct Inner {
 /// Compiles the model in the file at `path`.
 pub fn compile(path: impl AsRef<Path>) -> Result<Model, Error> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = crate::files::read_capped(path, crate::limits::MAX_MODEL_BYTES, "model file")
+        .map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
     let src = Source::from_bytes(path.display().to_string(), &bytes)
         .map_err(|(src, d)| Error::Model(ModelError::new(&src, vec![d])))?;
     Model::from_source(&src)
@@ -228,7 +229,12 @@ impl Model {
     /// θ from a params file (see [`Model::params_from_json`]).
     pub fn load_params(&self, path: impl AsRef<Path>) -> Result<Vec<f64>, Error> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let text = crate::files::read_text_capped(
+            path,
+            crate::limits::MAX_INPUT_FILE_BYTES,
+            "params file",
+        )
+        .map_err(|source| Error::Io {
             path: path.display().to_string(),
             source,
         })?;

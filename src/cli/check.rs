@@ -16,13 +16,13 @@ pub fn run(a: CheckArgs) -> CliResult {
         Ok(model) => {
             let n = model.state_len();
             let p = model.params.len();
-            eprintln!(
+            super::note(format_args!(
                 "{}: ok (model `{}`: {n} state entr{}, {p} param{})",
                 src.name,
                 model.name,
                 if n == 1 { "y" } else { "ies" },
                 if p == 1 { "" } else { "s" }
-            );
+            ));
             Ok(())
         }
         Err(diags) => Err(diagnostics_failure(&src, &diags)),

@@ -109,7 +109,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
         Ok(()) => exit::OK,
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("{}", f.message.trim_end());
+                note(f.message.trim_end());
             }
             f.code
         }
@@ -119,26 +119,69 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32
 /// Reads and decodes a model file. A missing file is a usage error (2); bad bytes are a
 /// model error (1) with a diagnostic.
 pub fn read_model(path: &Path) -> Result<Source, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Failure::usage(format!(
-            "error: cannot read model file `{}`: {e}",
-            path.display()
-        ))
-    })?;
+    let bytes = crate::files::read_capped(path, crate::limits::MAX_MODEL_BYTES, "model file")
+        .map_err(|e| {
+            Failure::usage(format!(
+                "error: cannot read model file `{}`: {e}",
+                path.display()
+            ))
+        })?;
     Source::from_bytes(path.display().to_string(), &bytes)
         .map_err(|(src, d)| diagnostics_failure(&src, &[d]))
 }
 
 /// Applies a params file to `p`; a missing or malformed file is a usage error naming it.
 pub fn apply_params_file(path: &Path, layout: &crate::ir::ParamLayout, p: &mut [f64]) -> CliResult {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::usage(format!(
-            "error: cannot read params file `{}`: {e}",
-            path.display()
-        ))
-    })?;
+    let text =
+        crate::files::read_text_capped(path, crate::limits::MAX_INPUT_FILE_BYTES, "params file")
+            .map_err(|e| {
+                Failure::usage(format!(
+                    "error: cannot read params file `{}`: {e}",
+                    path.display()
+                ))
+            })?;
     crate::params::apply_json(&text, layout, p)
         .map_err(|e| Failure::usage(format!("error: params file `{}`: {e}", path.display())))
+}
+
+/// The step and tolerance flags every solving command shares: `--dt` and `--saveat` must be
+/// positive, `--rtol` non-negative (0 asks for absolute error control only; the solver
+/// refuses it with a zero atol). One check, so `run` and `train` accept the same values.
+pub fn check_step_flags(dt: Option<f64>, saveat: Option<f64>, rtol: Option<f64>) -> CliResult {
+    for (flag, v) in [("--saveat", saveat), ("--dt", dt)] {
+        if let Some(x) = v
+            && !(x > 0.0 && x.is_finite())
+        {
+            return Err(Failure::usage(format!(
+                "error: {flag} must be a positive number (got {x})"
+            )));
+        }
+    }
+    if let Some(r) = rtol
+        && !(r >= 0.0 && r.is_finite())
+    {
+        return Err(Failure::usage(format!(
+            "error: --rtol must be a finite number ≥ 0 (got {r})"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes one line to stderr. A closed or full stderr is ignored: there is nowhere left to
+/// report it, and the exit status still says how the command ended (`eprintln!` would
+/// panic).
+pub fn note(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Writes one line to stdout; a closed or full stdout is a usage failure (exit 2).
+pub fn print_line(line: impl std::fmt::Display) -> CliResult {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::usage(format!("error: cannot write to stdout: {e}")))
 }
 
 /// Renders diagnostics into a model-error failure.

@@ -106,7 +106,11 @@ pub struct RunArgs {
     pub stats: bool,
     /// Solve K times with one compile (for timing).
     #[arg(long, default_value_t = 1, value_name = "K")]
-    pub repeat: usize,
+    pub repeat: u64,
+    /// Refuse a run whose estimated memory is above SIZE (GiB, or with a unit: 512M, 8G);
+    /// default: this machine's physical memory.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
 }
 
 enum Solver {
@@ -167,7 +171,7 @@ pub fn run(a: RunArgs) -> CliResult {
         compile_ms += t.elapsed().as_secs_f64() * 1e3;
     }
     let repeat = a.repeat.max(1);
-    let mut times = Vec::with_capacity(repeat);
+    let mut times = Vec::new();
     let mut results = Vec::new();
     for _ in 0..repeat {
         let t = Instant::now();
@@ -197,15 +201,12 @@ pub fn run(a: RunArgs) -> CliResult {
     let csv = to_csv(&prog, &sols, plan.ensemble);
     write_output(a.out.as_ref(), &csv)?;
     if a.stats {
-        println!(
-            "{}",
-            stats_json(
-                &stats,
-                compile_ms,
-                &times,
-                plan.ensemble.then_some(sols.len())
-            )
-        );
+        super::print_line(stats_json(
+            &stats,
+            compile_ms,
+            &times,
+            plan.ensemble.then_some(sols.len()),
+        ))?;
     }
     Ok(())
 }
@@ -301,6 +302,8 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
         (None, None) => 1,
     };
     let ensemble = a.ensemble.is_some() || table.is_some();
+    let n_solved = if a.traj.is_some() { 1 } else { n };
+    check_memory(a, prog, &solver, n_solved, base_p.len())?;
     let trajs = match a.traj {
         Some(k) if k >= n => {
             return Err(Failure::usage(format!(
@@ -321,21 +324,78 @@ fn plan(a: &RunArgs, prog: &Program) -> Result<Plan, Failure> {
     })
 }
 
+/// Refuses a run whose estimated memory is over the limit (exit 2), before anything is
+/// allocated: the trajectories' saved rows (as numbers and as CSV text), their params, and
+/// each thread's workspace.
+fn check_memory(
+    a: &RunArgs,
+    prog: &Program,
+    solver: &Solver,
+    trajs: usize,
+    n_params: usize,
+) -> CliResult {
+    if a.repeat > crate::limits::MAX_REPEAT {
+        return Err(Failure::usage(format!(
+            "error: --repeat {} is more than the {} repetitions a run takes",
+            a.repeat,
+            crate::limits::MAX_REPEAT
+        )));
+    }
+    let limit = match &a.max_memory {
+        Some(text) => crate::limits::parse_memory(text)
+            .map_err(|e| Failure::usage(format!("error: --max-memory: {e}")))?,
+        None => crate::limits::default_memory_limit(),
+    };
+    let (t0, t1, saveat, dt) = match solver {
+        Solver::Ode(o) => (o.t0, o.t1, &o.saveat, o.dt.filter(|_| o.is_fixed_step())),
+        Solver::Sde(o) => (o.t0, o.t1, &o.saveat, o.dt),
+    };
+    let per_span = |h: f64| {
+        let n = ((t1 - t0).abs() / h).floor();
+        if n.is_finite() && n < 1e19 {
+            n as u64
+        } else {
+            u64::MAX
+        }
+    };
+    let mut rows = 2u64;
+    if let SaveAt::Every(h) = saveat {
+        rows = rows.saturating_add(per_span(*h));
+    }
+    if let Some(h) = dt {
+        // Fixed steps save each step, but never more than --max-steps of them: a dt too
+        // small for the span is the solver's step limit (exit 3), not a memory question.
+        rows = rows.saturating_add(per_span(h).min(a.max_steps));
+    }
+    let cols = (prog.dim() + prog.output_len() + 2) as u64;
+    let trajs = trajs as u64;
+    let threads = rayon::current_num_threads() as u64;
+    let mut est = crate::limits::MemoryEstimate::new();
+    est.add(
+        "saved rows",
+        trajs.saturating_mul(rows).saturating_mul(cols),
+        8 + crate::limits::CSV_BYTES_PER_NUMBER,
+    )
+    .add("params per trajectory", trajs, 8 * n_params as u64 + 64)
+    .add(
+        "solver workspace",
+        threads,
+        8 * (32 * prog.dim() as u64 + 4 * n_params as u64),
+    );
+    est.check(limit).map_err(|e| {
+        Failure::usage(format!(
+            "error: {e}; solve fewer trajectories or save fewer rows, or raise the limit with --max-memory"
+        ))
+    })
+}
+
 fn ode_options(a: &RunArgs, prog: &Program) -> Result<SolveOptions, Failure> {
     let defaults = &prog.model.solve;
     let method = match resolve_method(prog, a.method.as_deref(), a.dt)? {
         Resolved::Ode(m) => m,
         Resolved::Sde(_) => unreachable!("an ODE model resolves ODE methods"),
     };
-    for (flag, v) in [("--saveat", a.saveat), ("--dt", a.dt), ("--rtol", a.rtol)] {
-        if let Some(x) = v
-            && !(x > 0.0 && x.is_finite())
-        {
-            return Err(Failure::usage(format!(
-                "error: {flag} must be a positive number (got {x})"
-            )));
-        }
-    }
+    super::check_step_flags(a.dt, a.saveat, a.rtol)?;
     let t0 = a.t0.or(defaults.t0).unwrap_or(0.0);
     let t1 = a.t1.or(defaults.t1).ok_or_else(|| {
         Failure::usage("error: no end time: give --t1 T1, or `solve { t = T0 .. T1 }` in the model")
@@ -394,15 +454,7 @@ fn resolve_method(
 /// sde_adaptive (LANGUAGE.md §6).
 fn sde_options(a: &RunArgs, prog: &Program) -> Result<SdeOptions, Failure> {
     let defaults = &prog.model.solve;
-    for (flag, v) in [("--saveat", a.saveat), ("--dt", a.dt), ("--rtol", a.rtol)] {
-        if let Some(x) = v
-            && !(x > 0.0 && x.is_finite())
-        {
-            return Err(Failure::usage(format!(
-                "error: {flag} must be a positive number (got {x})"
-            )));
-        }
-    }
+    super::check_step_flags(a.dt, a.saveat, a.rtol)?;
     let dt = a.dt.or(defaults.dt);
     let method = match resolve_method(prog, a.method.as_deref(), dt)? {
         Resolved::Sde(m) => m,
@@ -460,10 +512,11 @@ fn sde_options(a: &RunArgs, prog: &Program) -> Result<SdeOptions, Failure> {
 pub(super) fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable, Failure> {
     let name = path.display().to_string();
     let bad = |m: String| Failure::usage(format!("error: vary file `{name}`: {m}"));
+    let text = crate::files::read_capped(path, crate::limits::MAX_INPUT_FILE_BYTES, "vary file")
+        .map_err(|e| bad(e.to_string()))?;
     let mut rdr = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| bad(e.to_string()))?;
+        .from_reader(text.as_slice());
     let headers = rdr.headers().map_err(|e| bad(e.to_string()))?.clone();
     let targets = headers
         .iter()

@@ -41,6 +41,10 @@ pub struct TrainArgs {
     /// trajectories per iteration.
     #[arg(long, value_name = "B")]
     pub batch_size: Option<usize>,
+    /// Refuse a fit whose estimated memory is above SIZE (GiB, or with a unit: 512M, 8G);
+    /// default: this machine's physical memory.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
     /// Adam: clip the gradient to this global norm.
     #[arg(long, value_name = "NORM")]
     pub clip: Option<f64>,
@@ -106,6 +110,7 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> CliResult {
     let started = Instant::now();
+    super::check_step_flags(a.dt, None, a.rtol)?;
     let src = read_model(&a.model)?;
     let prog =
         Program::compile(&src, Backend::Jit).map_err(|e| super::run::compile_failure(&src, e))?;
@@ -159,10 +164,12 @@ pub fn run(a: TrainArgs) -> CliResult {
         }
     }
     let name = a.data.display().to_string();
-    let text = std::fs::read_to_string(&a.data)
-        .map_err(|e| Failure::usage(format!("error: cannot read data file `{name}`: {e}")))?;
+    let text =
+        crate::files::read_text_capped(&a.data, crate::limits::MAX_INPUT_FILE_BYTES, "data file")
+            .map_err(|e| Failure::usage(format!("error: cannot read data file `{name}`: {e}")))?;
     let data = train::parse_data(&text, &prog.model.row_names())
         .map_err(|e| Failure::usage(format!("error: data file `{name}`: {e}")))?;
+    check_memory(&a, &prog, &data)?;
     let mut p = prog.default_params();
     if let Some(path) = &a.params_file {
         super::apply_params_file(path, &prog.layout, &mut p)?;
@@ -281,6 +288,30 @@ fn check_dde_training(
         ));
     }
     Ok(())
+}
+
+/// Refuses a fit whose estimated memory is over the limit (exit 2) before it allocates: a
+/// minibatch's picks and per-window gradients, the data's solutions and the SDE paths.
+fn check_memory(a: &TrainArgs, prog: &Program, data: &[train::Data]) -> CliResult {
+    let limit = match &a.max_memory {
+        Some(text) => crate::limits::parse_memory(text)
+            .map_err(|e| Failure::usage(format!("error: --max-memory: {e}")))?,
+        None => crate::limits::default_memory_limit(),
+    };
+    let np = prog.layout.len as u64;
+    let dim = prog.dim() as u64;
+    let rows: u64 = data.iter().map(|d| d.times.len() as u64).sum();
+    let batch = a.batch_size.map_or(0, |b| b as u64);
+    let paths = a.ensemble.map_or(0, |e| e as u64);
+    let mut est = crate::limits::MemoryEstimate::new();
+    est.add("minibatch windows", batch, 8 * (np + 4 * dim) + 64)
+        .add("solutions of the data", rows, 8 * (4 * dim + np))
+        .add("SDE paths", paths, 8 * (np + 8 * dim));
+    est.check(limit).map_err(|e| {
+        Failure::usage(format!(
+            "error: {e}; use a smaller --batch-size or --ensemble, or raise the limit with --max-memory"
+        ))
+    })
 }
 
 /// The optimiser settings from the flags.
@@ -609,7 +640,9 @@ fn drive(
     if let Some(path) = &a.plot {
         obj.plot(path, &curve, &p)?;
     }
-    eprintln!("final loss {final_loss:.6e} after {done} iterations");
+    super::note(format_args!(
+        "final loss {final_loss:.6e} after {done} iterations"
+    ));
     if a.stats {
         grad_times.sort_by(f64::total_cmp);
         let v = serde_json::json!({
@@ -622,7 +655,7 @@ fn drive(
             "sensitivity": fit_options.sensitivity.name(),
             "optimizer": a.optimizer,
         });
-        println!("{v}");
+        super::print_line(v)?;
     }
     Ok(())
 }
@@ -655,7 +688,7 @@ impl Progress {
         let msg = format!("loss {loss:.6e} |grad| {grad_norm:.3e}");
         if self.bar.is_hidden() {
             if done.is_multiple_of(self.every) {
-                eprintln!("iter {done:6}  {msg}");
+                super::note(format_args!("iter {done:6}  {msg}"));
             }
         } else {
             self.bar.set_position(done);
@@ -664,7 +697,7 @@ impl Progress {
     }
 
     fn note(&self, msg: &str) {
-        self.bar.suspend(|| eprintln!("{msg}"));
+        self.bar.suspend(|| super::note(msg));
     }
 
     fn finish(&self) {

@@ -42,6 +42,8 @@ impl Deps {
         match self {
             Deps::None => &[],
             Deps::Uniform(v) => v,
+            // A one-entry operand of an elementwise node broadcasts (`u * W` with W scalar).
+            Deps::Entries(e) if e.len() == 1 => &e[0],
             Deps::Entries(e) => &e[k],
         }
     }

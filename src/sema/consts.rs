@@ -213,6 +213,23 @@ impl<'a> Checker<'a> {
             }
             out.push(n);
         }
+        for (k, pair) in items.windows(2).enumerate() {
+            let weights = out[k] as u64 * out[k + 1] as u64;
+            if weights > MAX_SIZE as u64 {
+                self.error(
+                    Diagnostic::error(
+                        "E0207",
+                        pair[0].span.to(pair[1].span),
+                        "a layer is too large",
+                    )
+                    .label(format!("{} × {} = {weights} weights", out[k + 1], out[k]))
+                    .hint(format!(
+                        "a layer's weight matrix is limited to {MAX_SIZE} entries"
+                    )),
+                );
+                return None;
+            }
+        }
         Some(out)
     }
 

@@ -389,19 +389,32 @@ impl<'a> Checker<'a> {
     /// an affine function of the index, proved in range for every index value.
     fn index(&mut self, i: &ast::Expr, n: usize, ctx: &Ctx) -> Option<Affine> {
         let ti = self.type_value(i, ctx)?;
-        let Some(aff) = affine(&ti) else {
-            self.error(
-                Diagnostic::error("E0350", i.span, "an index must be known at compile time")
-                    .label("this is not a compile-time integer")
-                    .hint(match &ctx.index {
-                        Some(ix) => format!(
-                            "use integers, consts and `{}` (like `{}-1`)",
-                            ix.name, ix.name
-                        ),
-                        None => "use integers and consts".to_string(),
-                    }),
-            );
-            return None;
+        let aff = match affine(&ti) {
+            Ok(aff) => aff,
+            Err(NotAffine::Overflow) => {
+                self.error(
+                    Diagnostic::error("E0352", i.span, "integer overflow in an index")
+                        .label(format!(
+                            "this index's arithmetic goes beyond ±{INDEX_LIMIT}"
+                        ))
+                        .hint("indices are small integers; check the constants in this index"),
+                );
+                return None;
+            }
+            Err(NotAffine::NotConstant) => {
+                self.error(
+                    Diagnostic::error("E0350", i.span, "an index must be known at compile time")
+                        .label("this is not a compile-time integer")
+                        .hint(match &ctx.index {
+                            Some(ix) => format!(
+                                "use integers, consts and `{}` (like `{}-1`)",
+                                ix.name, ix.name
+                            ),
+                            None => "use integers and consts".to_string(),
+                        }),
+                );
+                return None;
+            }
         };
         let (lo_i, hi_i) = match (&ctx.index, aff.a) {
             (Some(ix), a) if a != 0 => (ix.lo, ix.hi - 1),
@@ -410,15 +423,18 @@ impl<'a> Checker<'a> {
         if hi_i < lo_i {
             return Some(aff); // an empty family: nothing to index
         }
-        let (v1, v2) = (aff.at(lo_i), aff.at(hi_i));
+        // In i128: `a*i + b` with |a|, |b| ≤ 2^53 and |i| ≤ 2^30 cannot overflow there, so
+        // no wrapped value can pass the range proof.
+        let at = |i: i64| aff.a as i128 * i as i128 + aff.b as i128;
+        let (v1, v2) = (at(lo_i), at(hi_i));
         let (min, max) = (v1.min(v2), v1.max(v2));
-        if min < 0 || max >= n as i64 {
+        if min < 0 || max >= n as i128 {
             let bad = if min < 0 { min } else { max };
             let mut d = Diagnostic::error("E0351", i.span, "index out of range")
                 .label(format!("this reaches {bad}, but valid indices are 0..{n}"));
             d = match (&ctx.index, aff.a) {
                 (Some(ix), a) if a != 0 => {
-                    let at = if aff.at(lo_i) == bad { lo_i } else { hi_i };
+                    let at = if at(lo_i) == bad { lo_i } else { hi_i };
                     d.hint(format!(
                         "at {} = {at} the index is {bad}; narrow the family's range",
                         ix.name
@@ -428,6 +444,11 @@ impl<'a> Checker<'a> {
             };
             self.error(d);
             return None;
+        }
+        if lo_i == hi_i {
+            // A family of one: the index is the constant it takes there (its stride means
+            // nothing and need not fit the IR's 32-bit stride).
+            return Some(Affine::constant(v1 as i64));
         }
         Some(aff)
     }
@@ -778,50 +799,73 @@ fn signature(name: &str) -> String {
     }
 }
 
+/// Why an index is not an affine function `a*i + b` of the family index.
+pub(super) enum NotAffine {
+    /// It uses something other than integers, consts and the family index.
+    NotConstant,
+    /// Its integer arithmetic leaves the range `±INDEX_LIMIT` (it would wrap in i64).
+    Overflow,
+}
+
+/// The largest magnitude of any integer met while folding an index: beyond it, f64 and
+/// i64 arithmetic disagree and wrapping could carry an index back into range.
+pub(super) const INDEX_LIMIT: i64 = 1 << 53;
+
 /// `a*i + b` if the typed expression is an integer affine function of the family index.
-pub(super) fn affine(e: &TExpr) -> Option<Affine> {
-    let int = |x: f64| (x.fract() == 0.0 && x.abs() < 1e15).then_some(x as i64);
+/// Every operation is checked: a coefficient beyond `INDEX_LIMIT` is an overflow, never a
+/// wrapped value.
+pub(super) fn affine(e: &TExpr) -> Result<Affine, NotAffine> {
+    use NotAffine::*;
+    let int = |x: f64| {
+        if x.fract() != 0.0 || !x.is_finite() {
+            Err(NotConstant)
+        } else if x.abs() > INDEX_LIMIT as f64 {
+            Err(Overflow)
+        } else {
+            Ok(x as i64)
+        }
+    };
+    let bound = |v: Option<i64>| match v {
+        Some(v) if v.abs() <= INDEX_LIMIT => Ok(v),
+        _ => Err(Overflow),
+    };
+    let make = |a: Option<i64>, b: Option<i64>| {
+        Ok(Affine {
+            a: bound(a)?,
+            b: bound(b)?,
+        })
+    };
     match &e.kind {
-        TKind::Number(x) => Some(Affine::constant(int(*x)?)),
-        TKind::IndexVar => Some(Affine { a: 1, b: 0 }),
+        TKind::Number(x) => Ok(Affine::constant(int(*x)?)),
+        TKind::IndexVar => Ok(Affine { a: 1, b: 0 }),
         TKind::Unary(Func1::Neg, x) => {
             let x = affine(x)?;
-            Some(Affine { a: -x.a, b: -x.b })
+            make(x.a.checked_neg(), x.b.checked_neg())
         }
         TKind::Binary(Op2::Add, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
-            Some(Affine {
-                a: x.a + y.a,
-                b: x.b + y.b,
-            })
+            make(x.a.checked_add(y.a), x.b.checked_add(y.b))
         }
         TKind::Binary(Op2::Sub, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
-            Some(Affine {
-                a: x.a - y.a,
-                b: x.b - y.b,
-            })
+            make(x.a.checked_sub(y.a), x.b.checked_sub(y.b))
         }
         TKind::Binary(Op2::Div, x, y) => {
             // Only exact division of a constant: `N/2` with N even.
             let (x, y) = (affine(x)?, affine(y)?);
-            (x.a == 0 && y.a == 0 && y.b != 0 && x.b % y.b == 0)
-                .then(|| Affine::constant(x.b / y.b))
+            if x.a != 0 || y.a != 0 || y.b == 0 || x.b.checked_rem(y.b) != Some(0) {
+                return Err(NotConstant);
+            }
+            make(Some(0), x.b.checked_div(y.b))
         }
         TKind::Binary(Op2::Mul, x, y) => {
             let (x, y) = (affine(x)?, affine(y)?);
             match (x.a, y.a) {
-                (0, _) => Some(Affine {
-                    a: x.b * y.a,
-                    b: x.b * y.b,
-                }),
-                (_, 0) => Some(Affine {
-                    a: x.a * y.b,
-                    b: x.b * y.b,
-                }),
-                _ => None,
+                (0, _) => make(x.b.checked_mul(y.a), x.b.checked_mul(y.b)),
+                (_, 0) => make(x.a.checked_mul(y.b), x.b.checked_mul(y.b)),
+                _ => Err(NotConstant),
             }
         }
-        _ => None,
+        _ => Err(NotConstant),
     }
 }

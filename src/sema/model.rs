@@ -153,9 +153,6 @@ impl Affine {
     pub fn constant(b: i64) -> Affine {
         Affine { a: 0, b }
     }
-    pub fn at(self, i: i64) -> i64 {
-        self.a * i + self.b
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -406,6 +403,13 @@ impl Model {
     /// Total number of scalar state entries.
     pub fn state_len(&self) -> usize {
         self.states.iter().map(StateDef::size).sum()
+    }
+    /// State entries plus params plus net weights, counted in u64 (each is below 2^30, but
+    /// their sum need not be).
+    pub fn entry_count(&self) -> u64 {
+        let states: u64 = self.states.iter().map(|s| s.size() as u64).sum();
+        let nets: u64 = self.nets.iter().map(|n| n.param_count() as u64).sum();
+        states + nets + self.params.len() as u64
     }
     pub fn is_sde(&self) -> bool {
         !self.noises.is_empty()

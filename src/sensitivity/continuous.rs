@@ -82,7 +82,13 @@ pub fn gradient(
     }
     let mut y = vec![0.0; dim];
     if u_len > 0 {
-        y[..n].copy_from_slice(&trace.u_end);
+        // No step was taken when the data end at t0 (one row there): the state is u0.
+        let u_end = if trace.u_end.is_empty() {
+            &u0
+        } else {
+            &trace.u_end
+        };
+        y[..n].copy_from_slice(u_end);
     }
     let mut btrace = Trace::new(None);
     // Rows 0..r are still to come; segments between saved times run last to first, each

@@ -68,13 +68,43 @@ pub fn parse(src: &Source) -> Result<ast::Module, Vec<Diagnostic>> {
 
 /// Parses and checks a model.
 pub fn check(src: &Source) -> Result<Model, Vec<Diagnostic>> {
-    let module = parse(src)?;
-    crate::sema::check(&module, &src.stem())
+    on_compiler_stack(|| {
+        let module = parse(src)?;
+        crate::sema::check(&module, &src.stem())
+    })
 }
 
 /// Lowers a checked model to IR functions.
 pub fn lower(model: &Model) -> Result<crate::ir::Lowered, crate::ir::LowerError> {
-    let mut l = crate::ir::lower(model)?;
-    l.sde = crate::stochastic::derive(&l);
-    Ok(l)
+    on_compiler_stack(|| {
+        let mut l = crate::ir::lower(model)?;
+        l.sde = crate::stochastic::derive(&l);
+        Ok(l)
+    })
+}
+
+/// Runs `f` on a thread with `limits::COMPILER_STACK_BYTES` of stack and waits for it.
+///
+/// The checker and lowering recurse over expression trees up to `limits::MAX_NESTING`
+/// deep; the caller's thread (a Python thread, a test thread: 2–8 MiB) may not hold that.
+/// The stack is reserved address space, touched only as deep as a model goes. A panic in
+/// `f` is resumed on the caller's thread; where no thread can be started, `f` runs here.
+pub fn on_compiler_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let slot = std::sync::Mutex::new(Some(f));
+    let take = || {
+        let f = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        f.expect("the compiler closure runs once")
+    };
+    let spawned = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("ndec-compiler".into())
+            .stack_size(crate::limits::COMPILER_STACK_BYTES)
+            .spawn_scoped(s, || take()())
+            .map(|h| h.join())
+    });
+    match spawned {
+        Ok(Ok(v)) => v,
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => take()(),
+    }
 }

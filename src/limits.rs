@@ -13,7 +13,7 @@ pub const MAX_INPUT_FILE_BYTES: u64 = 1 << 30;
 /// The deepest expression tree accepted (E0013). Every stage recurses over expressions, on
 /// a thread with `COMPILER_STACK_BYTES` of stack, which holds this depth with a wide
 /// margin; a left-to-right sum of N terms is N deep.
-pub const MAX_NESTING: u32 = 50_000;
+pub const MAX_NESTING: u32 = 100_000;
 
 /// The stack of the thread the front end and lowering run on (`driver::on_compiler_stack`).
 pub const COMPILER_STACK_BYTES: usize = 1 << 30;

@@ -85,8 +85,42 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
 }
 
+/// SIGINT and SIGTERM. By default they end the process at once (exit 130) after removing
+/// any output temporary still being written, so an interrupted `run --out` leaves nothing
+/// behind; while `train` fits, the first one only asks it to stop after the current
+/// iteration and save its params.
+pub mod interrupts {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static GRACEFUL: AtomicBool = AtomicBool::new(false);
+    static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+    /// Installs the handler (once per process; later calls do nothing).
+    pub fn install() {
+        let _ = ctrlc::set_handler(|| {
+            if GRACEFUL.load(Ordering::SeqCst) && !REQUESTED.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            crate::files::remove_pending();
+            super::note("interrupted");
+            std::process::exit(super::exit::INTERRUPTED);
+        });
+    }
+
+    /// From now on the first interrupt is a request ([`requested`]), not an exit.
+    pub fn stop_gracefully() {
+        GRACEFUL.store(true, Ordering::SeqCst);
+    }
+
+    /// Has an interrupt asked the fit to stop?
+    pub fn requested() -> bool {
+        REQUESTED.load(Ordering::SeqCst)
+    }
+}
+
 /// Runs the command line and returns the process exit status.
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    interrupts::install();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

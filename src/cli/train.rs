@@ -6,10 +6,6 @@ use crate::runtime::{Method, SolveOptions};
 use crate::sensitivity::{AdjointOptions, GradientError, Kernels, Sensitivity};
 use crate::train;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// Set by the SIGINT handler; the fit stops after the current iteration.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -548,10 +544,9 @@ fn drive(
             None => Ok(()),
         }
     };
-    // Ctrl-C stops the fit at the end of the current iteration; the params are then saved
-    // like at any other end. (A second handler cannot be installed in one process; the
-    // binary runs one command.)
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    // Ctrl-C (or SIGTERM) stops the fit at the end of the current iteration; the params are
+    // then saved like at any other end. A second one ends the process (cli::interrupts).
+    super::interrupts::stop_gracefully();
     let on_event = |e: train::Event| -> Result<(), String> {
         match e {
             train::Event::First(g) => {
@@ -570,7 +565,7 @@ fn drive(
                     }
                 }
                 progress.update(done as u64, g.loss, train::norm(&g.grad));
-                if INTERRUPTED.load(Ordering::SeqCst) {
+                if super::interrupts::requested() {
                     return Err(format!("interrupted after {done} iterations"));
                 }
             }
@@ -585,7 +580,7 @@ fn drive(
     if fitted.is_err() {
         save(&last_good)?;
     }
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if super::interrupts::requested() {
         let kept = match &a.save_params {
             Some(path) => format!(
                 "; the last params with a finite loss are in `{}`",

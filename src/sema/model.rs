@@ -439,3 +439,81 @@ impl Model {
         names
     }
 }
+
+/// Dropped with an explicit stack, not by recursion: a tree as deep as `MAX_NESTING`
+/// must not overflow the stack of whichever thread lets go of the model.
+impl Drop for TExpr {
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        self.kind.take_children(&mut stack);
+        while let Some(mut e) = stack.pop() {
+            e.kind.take_children(&mut stack);
+        }
+    }
+}
+
+impl TKind {
+    /// Moves every child out (leaving leaves in their place) onto `out`.
+    fn take_children(&mut self, out: &mut Vec<TExpr>) {
+        let mut take = |b: &mut Box<TExpr>| {
+            if !b.kind.is_leaf() {
+                out.push(std::mem::replace(&mut **b, TExpr::leaf()));
+            }
+        };
+        match self {
+            TKind::Delayed { lag: a, .. }
+            | TKind::Unary(_, a)
+            | TKind::Sum(a)
+            | TKind::Reshape(a)
+            | TKind::Index(a, _)
+            | TKind::Slice(a, _, _)
+            | TKind::NetCall(_, a) => take(a),
+            TKind::Binary(_, a, b)
+            | TKind::Compare(_, a, b)
+            | TKind::Dot(a, b)
+            | TKind::MatVec(a, b) => {
+                take(a);
+                take(b);
+            }
+            TKind::Select(a, b, c) => {
+                take(a);
+                take(b);
+                take(c);
+            }
+            TKind::List(items) => out.append(items),
+            _ => {}
+        }
+    }
+
+    fn is_leaf(&self) -> bool {
+        match self {
+            TKind::List(items) => items.is_empty(),
+            k => !matches!(
+                k,
+                TKind::Delayed { .. }
+                    | TKind::Unary(..)
+                    | TKind::Sum(_)
+                    | TKind::Reshape(_)
+                    | TKind::Index(..)
+                    | TKind::Slice(..)
+                    | TKind::NetCall(..)
+                    | TKind::Binary(..)
+                    | TKind::Compare(..)
+                    | TKind::Dot(..)
+                    | TKind::MatVec(..)
+                    | TKind::Select(..)
+            ),
+        }
+    }
+}
+
+impl TExpr {
+    /// A childless placeholder (what a dropped node's children are swapped with).
+    fn leaf() -> TExpr {
+        TExpr {
+            kind: TKind::Time,
+            shape: Shape::Scalar,
+            span: Span::default(),
+        }
+    }
+}

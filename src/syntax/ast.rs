@@ -187,3 +187,130 @@ impl Expr {
         Expr { kind, span }
     }
 }
+
+/// Dropped with an explicit stack, not by recursion: a tree as deep as the nesting limit
+/// must not overflow the stack of whichever thread lets go of it.
+impl Drop for Expr {
+    fn drop(&mut self) {
+        let mut stack = Vec::new();
+        self.kind.take_children(&mut stack);
+        while let Some(mut e) = stack.pop() {
+            e.kind.take_children(&mut stack);
+        }
+    }
+}
+
+impl ExprKind {
+    /// Moves every child out (leaving leaves in their place) onto `out`.
+    fn take_children(&mut self, out: &mut Vec<Expr>) {
+        let leaf = || Expr::new(ExprKind::Number(0.0), Span::default());
+        let mut take = |b: &mut Expr| {
+            if b.kind.has_children() {
+                out.push(std::mem::replace(b, leaf()));
+            }
+        };
+        match self {
+            ExprKind::Number(_) | ExprKind::Name(_) => {}
+            ExprKind::Neg(a) | ExprKind::Prime(a) => take(a),
+            ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) | ExprKind::Range(a, b) => {
+                take(a);
+                take(b);
+            }
+            ExprKind::Slice(a, b, c) => {
+                take(a);
+                take(b);
+                take(c);
+            }
+            ExprKind::Call(_, args) => {
+                for arg in args {
+                    match arg {
+                        Arg::Pos(e) | Arg::Named(_, e) => take(e),
+                    }
+                }
+            }
+            ExprKind::List(items) | ExprKind::Chain(items) => out.append(items),
+        }
+    }
+
+    fn has_children(&self) -> bool {
+        match self {
+            ExprKind::Number(_) | ExprKind::Name(_) => false,
+            ExprKind::List(v) | ExprKind::Chain(v) => !v.is_empty(),
+            ExprKind::Call(_, args) => !args.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+impl Item {
+    /// Every top-level expression of the statement, in source order.
+    pub fn exprs(&self) -> Vec<&Expr> {
+        fn family(f: &Option<ForClause>) -> Vec<&Expr> {
+            f.iter().flat_map(|c| [&c.lo, &c.hi]).collect()
+        }
+        match &self.kind {
+            ItemKind::Model(_) | ItemKind::Brownian { .. } | ItemKind::Error => Vec::new(),
+            ItemKind::Const(b) | ItemKind::Param(b) | ItemKind::Let(b) | ItemKind::Output(b) => {
+                b.iter().map(|b| &b.value).collect()
+            }
+            ItemKind::State(decls) => decls
+                .iter()
+                .flat_map(|d| {
+                    let mut v: Vec<&Expr> = d.size.iter().collect();
+                    v.push(&d.init);
+                    v.extend(family(&d.family));
+                    v
+                })
+                .collect(),
+            ItemKind::Net(n) => n
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Pos(e) | Arg::Named(_, e) => e,
+                })
+                .collect(),
+            ItemKind::History { value, .. } => vec![value],
+            ItemKind::Input(decls) => decls.iter().filter_map(|d| d.size.as_ref()).collect(),
+            ItemKind::Equation(eq) => {
+                let mut v = vec![&eq.lhs, &eq.rhs];
+                v.extend(family(&eq.family));
+                v
+            }
+            ItemKind::Solve(entries) => entries.iter().map(|e| &e.value).collect(),
+        }
+    }
+}
+
+impl Expr {
+    /// The direct subexpressions, in source order.
+    pub fn children(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Number(_) | ExprKind::Name(_) => Vec::new(),
+            ExprKind::Neg(a) | ExprKind::Prime(a) => vec![a],
+            ExprKind::Binary(_, a, b) | ExprKind::Index(a, b) | ExprKind::Range(a, b) => {
+                vec![a, b]
+            }
+            ExprKind::Slice(a, b, c) => vec![a, b, c],
+            ExprKind::Call(_, args) => args
+                .iter()
+                .map(|a| match a {
+                    Arg::Pos(e) | Arg::Named(_, e) => e,
+                })
+                .collect(),
+            ExprKind::List(items) | ExprKind::Chain(items) => items.iter().collect(),
+        }
+    }
+
+    /// The first node (in a depth-first walk) deeper than `limit`, if any. A walk with an
+    /// explicit stack: it is what guards the recursive stages, so it must not recurse.
+    pub fn deeper_than(&self, limit: u32) -> Option<&Expr> {
+        let mut stack = vec![(self, 1u32)];
+        while let Some((e, depth)) = stack.pop() {
+            if depth > limit {
+                return Some(e);
+            }
+            stack.extend(e.children().into_iter().rev().map(|c| (c, depth + 1)));
+        }
+        None
+    }
+}

@@ -37,9 +37,31 @@ pub fn parse(source: &str) -> (ast::Module, Vec<Diagnostic>) {
             ast::Module::default()
         }
     };
+    diags.extend(too_deep(&module));
     diags.sort_by_key(|d| d.span.start);
     diags.dedup_by(|a, b| a.span == b.span && a.message == b.message);
     (module, diags)
+}
+
+/// E0013 for every statement with an expression nested deeper than
+/// `limits::MAX_NESTING`: the later stages recurse over expressions, and this bound is what
+/// keeps them inside their stack.
+fn too_deep(module: &ast::Module) -> Vec<Diagnostic> {
+    let limit = crate::limits::MAX_NESTING;
+    module
+        .items
+        .iter()
+        .filter_map(|item| item.exprs().into_iter().find_map(|e| e.deeper_than(limit)))
+        .map(|e| {
+            Diagnostic::error(
+                "E0013",
+                Span::new(e.span.start as usize, e.span.start as usize),
+                "expression nested too deeply",
+            )
+            .label(format!("this is more than {limit} levels deep"))
+            .hint("a sum of N terms is N levels deep: split long expressions into `let`s")
+        })
+        .collect()
 }
 
 fn parse_error(source: &str, e: ParseError<usize, Token<'_>, lexer::LexError>) -> Diagnostic {

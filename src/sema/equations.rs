@@ -5,6 +5,7 @@ use super::model::*;
 use crate::diag::Diagnostic;
 use crate::span::Span;
 use crate::syntax::ast::{self, ExprKind};
+use std::collections::HashMap;
 
 impl<'a> Checker<'a> {
     pub(super) fn resolve_equations(&mut self, states: &[StateDef]) -> Vec<EquationDef> {
@@ -58,7 +59,12 @@ impl<'a> Checker<'a> {
             ),
         };
         let id = self.state_named(&ident, "equation")?;
-        let decl = states.iter().find(|s| s.name == *name)?;
+        // States are resolved in id order, so this is states[id]; the search is the fallback
+        // (it would make checking quadratic in the number of states).
+        let decl = match states.get(id) {
+            Some(s) if s.name == *name => s,
+            _ => states.iter().find(|s| s.name == *name)?,
+        };
         let state_span = decl.span;
         let (lo, hi, family_ctx) = match (&eq.family, index, decl.len) {
             (None, None, None) => (0, 1, None),
@@ -190,12 +196,13 @@ impl<'a> Checker<'a> {
     }
 
     fn check_coverage(&mut self, eqs: &[EquationDef], states: &[StateDef]) {
+        let mut by_state: HashMap<usize, Vec<&EquationDef>> = HashMap::new();
+        for e in eqs.iter().filter(|e| e.hi > e.lo) {
+            by_state.entry(e.state).or_default().push(e);
+        }
         for (id, s) in states.iter().enumerate() {
             let sid = self.state_id_of(&s.name).unwrap_or(id);
-            let mut segs: Vec<&EquationDef> = eqs
-                .iter()
-                .filter(|e| e.state == sid && e.hi > e.lo)
-                .collect();
+            let mut segs: Vec<&EquationDef> = by_state.remove(&sid).unwrap_or_default();
             segs.sort_by_key(|e| (e.lo, e.hi));
             let n = s.size();
             if n == 0 || self.failed_eq_states.contains(&s.name) {

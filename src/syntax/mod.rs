@@ -22,25 +22,42 @@ lalrpop_mod!(
 
 /// Parses a whole model. The tree is always returned; a statement that did not parse is
 /// an `ItemKind::Error` and has a diagnostic.
+///
+/// The token stream is cut into statements at each `Sep` and each is parsed on its own,
+/// so a broken statement costs its own length, however deeply it nests (linear in the
+/// file; see the grammar's header).
 pub fn parse(source: &str) -> (ast::Module, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let toks = lexer::tokens(source, &mut diags);
-    let mut recovered = Vec::new();
-    let result = grammar::ModuleParser::new().parse(&mut recovered, toks.into_iter().map(Ok));
-    for r in recovered {
-        diags.push(parse_error(source, r.error));
-    }
-    let module = match result {
-        Ok(m) => m,
-        Err(e) => {
-            diags.push(parse_error(source, e));
-            ast::Module::default()
+    let parser = grammar::StatementParser::new();
+    let mut module = ast::Module::default();
+    for stmt in toks.split_inclusive(|(_, t, _)| matches!(t, Token::Sep)) {
+        match parser.parse(stmt.iter().cloned().map(Ok)) {
+            Ok(item) => module.items.push(item),
+            Err(e) => {
+                diags.push(parse_error(source, e));
+                let (l, r) = statement_span(stmt);
+                module.items.push(ast::Item {
+                    kind: ast::ItemKind::Error,
+                    span: Span::new(l, r),
+                });
+            }
         }
-    };
+    }
     diags.extend(too_deep(&module));
     diags.sort_by_key(|d| d.span.start);
     diags.dedup_by(|a, b| a.span == b.span && a.message == b.message);
     (module, diags)
+}
+
+/// From the first token to the end of the last one before the statement's `Sep`.
+fn statement_span(stmt: &[lexer::Spanned<'_>]) -> (usize, usize) {
+    let l = stmt.first().map_or(0, |t| t.0);
+    let body = match stmt.last() {
+        Some((_, Token::Sep, _)) => &stmt[..stmt.len() - 1],
+        _ => stmt,
+    };
+    (l, body.last().map_or(l, |t| t.2))
 }
 
 /// E0013 for every statement with an expression nested deeper than

@@ -108,3 +108,39 @@ pub fn on_compiler_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         Err(_) => take()(),
     }
 }
+
+/// The front end's fuzz target (`fuzz/fuzz_targets/front_end.rs`, and the smoke run in
+/// tests/fuzz_smoke.rs): decodes, parses, checks and, when the model is accepted, lowers
+/// `bytes`. It panics only when a promise breaks: a rejected input must carry an error
+/// diagnostic, an accepted model must have a state, and its IR must validate.
+pub fn fuzz_front_end(bytes: &[u8]) {
+    let src = match Source::from_bytes("fuzz.nde", bytes) {
+        Ok(s) => s,
+        Err((_, d)) => {
+            assert!(d.is_error(), "undecodable input without an error");
+            return;
+        }
+    };
+    let model = match check(&src) {
+        Ok(m) => m,
+        Err(diags) => {
+            assert!(
+                diags.iter().any(Diagnostic::is_error),
+                "rejected without an error diagnostic"
+            );
+            let _ = crate::diag::render(&src.name, &src.text, &diags);
+            return;
+        }
+    };
+    assert!(model.state_len() > 0, "a model without states was accepted");
+    if model.entry_count() > 1 << 16 {
+        return; // valid, but too large to lower quickly in a fuzz loop
+    }
+    if let Ok(l) = lower(&model) {
+        for f in [&l.vector_field, &l.initial, &l.outputs] {
+            if let Err(e) = crate::ir::validate(f) {
+                panic!("invalid IR: {e}");
+            }
+        }
+    }
+}

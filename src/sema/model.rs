@@ -210,30 +210,47 @@ impl TExpr {
         found
     }
 
-    /// Calls `f` on every node, children first.
+    /// Calls `f` on every node, children first (left to right), with an explicit stack:
+    /// it runs on any thread, however deep the tree (up to `limits::MAX_NESTING`).
     pub fn visit(&self, f: &mut dyn FnMut(&TExpr)) {
-        match &self.kind {
-            TKind::Delayed { lag, .. } => lag.visit(f),
-            TKind::Unary(_, a) | TKind::Sum(a) | TKind::Reshape(a) | TKind::Index(a, _) => {
-                a.visit(f)
+        let mut stack: Vec<(&TExpr, bool)> = vec![(self, false)];
+        while let Some((e, expanded)) = stack.pop() {
+            if expanded {
+                f(e);
+                continue;
             }
-            TKind::Slice(a, _, _) | TKind::NetCall(_, a) => a.visit(f),
+            stack.push((e, true));
+            let before = stack.len();
+            e.for_each_child(&mut |c| stack.push((c, false)));
+            stack[before..].reverse();
+        }
+    }
+
+    /// The direct children, left to right.
+    fn for_each_child<'s>(&'s self, f: &mut dyn FnMut(&'s TExpr)) {
+        match &self.kind {
+            TKind::Delayed { lag: a, .. }
+            | TKind::Unary(_, a)
+            | TKind::Sum(a)
+            | TKind::Reshape(a)
+            | TKind::Index(a, _)
+            | TKind::Slice(a, _, _)
+            | TKind::NetCall(_, a) => f(a),
             TKind::Binary(_, a, b)
             | TKind::Compare(_, a, b)
             | TKind::Dot(a, b)
             | TKind::MatVec(a, b) => {
-                a.visit(f);
-                b.visit(f);
+                f(a);
+                f(b);
             }
             TKind::Select(c, a, b) => {
-                c.visit(f);
-                a.visit(f);
-                b.visit(f);
+                f(c);
+                f(a);
+                f(b);
             }
-            TKind::List(v) => v.iter().for_each(|x| x.visit(f)),
+            TKind::List(v) => v.iter().for_each(f),
             _ => {}
         }
-        f(self);
     }
 }
 

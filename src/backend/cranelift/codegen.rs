@@ -94,6 +94,14 @@ pub struct Gen<'a, 'b> {
     outs: Vec<Value>,
     scratch: Value,
     mem: MemFlagsData,
+    /// Output entries stored as soon as their scalar is computed (see [`early_stores`]),
+    /// per node, and all of them (the later writes of those entries are skipped).
+    early: Vec<Vec<Slot>>,
+    stored_early: std::collections::HashSet<Slot>,
+    /// Scalars kept in the spill area (see [`spill_slots`]): their entry in it, and the
+    /// area (made at the first spill).
+    spilled: Vec<Option<u32>>,
+    spill_area: Option<cranelift_codegen::ir::StackSlot>,
     /// Two-lane mode (see [`Gen::write`]): every value is an F64X2 holding the entries at
     /// `ix` and at [`second`]`(ix)` of the node being read.
     wide: bool,
@@ -149,12 +157,112 @@ pub fn build(
         outs,
         scratch,
         mem,
+        early: early_stores(f, s),
+        stored_early: early_stores(f, s).into_iter().flatten().collect(),
+        spilled: spill_slots(f, s),
+        spill_area: None,
         wide: false,
     };
     g.body();
     g.b.ins().return_(&[]);
     g.b.seal_all_blocks();
     g.b.finalize(config);
+}
+
+/// Which scalars are held across a call: read (directly or through fused nodes) after a
+/// node whose code may call a shim (`sin`, `exp`, `pow`, a large layer). No float register
+/// survives a call, so the register allocator would spill each of them around every call;
+/// thousands of such split ranges make its work quadratic (a sum of N terms `sin(k*x)`
+/// took O(N²) to compile). Storing them once to a stack slot ourselves is the same work at
+/// run time and linear to compile.
+///
+/// Each gets an entry of the spill area, reused once its last reader has run, so the area
+/// is as large as the most such values live at once, not their number.
+fn spill_slots(f: &Function, s: &Schedule) -> Vec<Option<u32>> {
+    let n = f.nodes.len();
+    let fused = |i: usize| matches!(s.places[i], Place::Fused);
+    // Whether computing node i may call: a call op itself, or a fused operand that may.
+    let mut may_call = vec![false; n];
+    for i in 0..n {
+        let own = match &f.nodes[i] {
+            Node::Unary(op, _) => Gen::calls_shim(*op),
+            Node::Binary(op, ..) => matches!(op, Op2::Pow),
+            Node::MatVec { .. } | Node::MatTVec { .. } | Node::Outer(..) => true,
+            _ => false,
+        };
+        may_call[i] = own
+            || f.nodes[i]
+                .children()
+                .iter()
+                .any(|c| fused(c.index()) && may_call[c.index()]);
+    }
+    // Calls at positions before each position (a fused node calls where it is read).
+    let mut calls_before = vec![0u32; n + 2];
+    for i in 0..n {
+        let here = u32::from(may_call[i] && !fused(i));
+        calls_before[i + 1] = calls_before[i] + here;
+    }
+    calls_before[n + 1] = calls_before[n];
+    // The last position each node is read at, through fused consumers.
+    let mut last = vec![0usize; n];
+    for (_, id) in &f.outputs {
+        last[id.index()] = n;
+    }
+    for j in (0..n).rev() {
+        let at = if fused(j) { last[j] } else { j };
+        for c in f.nodes[j].children() {
+            last[c.index()] = last[c.index()].max(at);
+        }
+    }
+    let crosses = |i: usize| {
+        matches!(s.places[i], Place::Scalar)
+            && last[i] > i + 1
+            && calls_before[last[i]] > calls_before[i + 1]
+    };
+    // Linear scan: entries freed at their node's last read are reused by later nodes.
+    let mut frees_at: Vec<Vec<u32>> = vec![Vec::new(); n + 1];
+    let mut free: Vec<u32> = Vec::new();
+    let mut next = 0u32;
+    let mut slots = vec![None; n];
+    for i in 0..n {
+        free.append(&mut frees_at[i]);
+        if crosses(i) {
+            let e = free.pop().unwrap_or_else(|| {
+                next += 1;
+                next - 1
+            });
+            slots[i] = Some(e);
+            frees_at[last[i]].push(e);
+        }
+    }
+    slots
+}
+
+/// For each node, the output entries it is stored to the moment it is computed: the scalar
+/// parts of an output concatenation. Stored at the end instead, every part would stay live
+/// to the end of the function, and register allocation of thousands of live values is
+/// quadratic (a model of N scalar states took O(N²) to compile). Outputs never alias the
+/// arguments (the kernel ABI's buffers are distinct), so an early store changes no value.
+fn early_stores(f: &Function, s: &Schedule) -> Vec<Vec<Slot>> {
+    let mut early = vec![Vec::new(); f.nodes.len()];
+    for (o, (_, id)) in f.outputs.iter().enumerate() {
+        let Node::Concat(parts) = f.node(*id) else {
+            continue;
+        };
+        let dest = Slot {
+            buf: Buf::Output(o as u32),
+            offset: 0,
+        };
+        let mut off = 0;
+        for &p in parts {
+            let n = f.len_of(p);
+            if n == 1 && matches!(s.place(p), Place::Scalar) {
+                early[p.index()].push(dest.at(off));
+            }
+            off += n;
+        }
+    }
+    early
 }
 
 impl<'a, 'b> Gen<'a, 'b> {
@@ -164,6 +272,13 @@ impl<'a, 'b> Gen<'a, 'b> {
             let id = NodeId(i as u32);
             match self.s.places[i] {
                 Place::Empty | Place::Arg(_) | Place::Fused => {}
+                Place::Scalar if self.reads_arg(id) => {
+                    // Loaded where it is read (see `reads_arg`); early stores load it now.
+                    for k in 0..self.early[i].len() {
+                        let v = self.expand(id, Ix::Const(0));
+                        self.store(self.early[i][k], Ix::Const(0), v);
+                    }
+                }
                 Place::Scalar => {
                     let v = match f.node(id) {
                         Node::MatVec { m, x, cols, .. } => {
@@ -171,7 +286,14 @@ impl<'a, 'b> Gen<'a, 'b> {
                         }
                         _ => self.expand(id, Ix::Const(0)),
                     };
-                    self.scalars[i] = Some(v);
+                    for k in 0..self.early[i].len() {
+                        self.store(self.early[i][k], Ix::Const(0), v);
+                    }
+                    if self.spilled[i].is_some() {
+                        self.spill(i, v);
+                    } else {
+                        self.scalars[i] = Some(v);
+                    }
                 }
                 Place::Lanes(slot) => {
                     let vals = match f.node(id) {
@@ -184,7 +306,9 @@ impl<'a, 'b> Gen<'a, 'b> {
                     };
                     if let Some(slot) = slot {
                         for (k, v) in vals.iter().enumerate() {
-                            self.store(slot, Ix::Const(k as i64), *v);
+                            if !self.stored_early.contains(&slot.at(k)) {
+                                self.store(slot, Ix::Const(k as i64), *v);
+                            }
                         }
                     }
                     self.lanes[i] = vals;
@@ -201,7 +325,27 @@ impl<'a, 'b> Gen<'a, 'b> {
                 continue;
             }
             let id = *id;
-            self.write(dest, buf.len, &mut |g, ix| g.elem(id, ix));
+            match f.node(id) {
+                Node::Concat(parts) => self.write_parts(dest, parts),
+                _ => self.write(dest, buf.len, &mut |g, ix| g.elem(id, ix)),
+            }
+        }
+    }
+
+    /// A concatenation's parts into `slot`, skipping those already there: stored early,
+    /// or computed in place.
+    fn write_parts(&mut self, slot: Slot, parts: &[NodeId]) {
+        let f = self.f;
+        let mut off = 0;
+        for &p in parts {
+            let n = f.len_of(p);
+            let here = slot.at(off);
+            let in_place = matches!(self.s.place(p), Place::Mem(s) if s == here);
+            let early = n == 1 && self.stored_early.contains(&here);
+            if !in_place && !early && n > 0 {
+                self.write(here, n, &mut |g, ix| g.elem(p, ix));
+            }
+            off += n;
         }
     }
 
@@ -209,18 +353,7 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn mem_node(&mut self, id: NodeId, slot: Slot) {
         let f = self.f;
         match f.node(id) {
-            Node::Concat(parts) => {
-                let mut off = 0;
-                for &p in parts {
-                    let n = f.len_of(p);
-                    let here = slot.at(off);
-                    let already = matches!(self.s.place(p), Place::Mem(s) if s == here);
-                    if !already && n > 0 {
-                        self.write(here, n, &mut |g, ix| g.elem(p, ix));
-                    }
-                    off += n;
-                }
-            }
+            Node::Concat(parts) => self.write_parts(slot, parts),
             Node::MatVec { m, x, rows, cols } => {
                 self.matvec_into(*m, *x, *rows as i64, *cols as usize, slot)
             }
@@ -705,9 +838,54 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 
     /// Entry `ix` of node `id`, wherever it lives.
+    /// Stores scalar `i` to its entry of the spill area (the area is made at the first).
+    fn spill(&mut self, i: usize, v: Value) {
+        use cranelift_codegen::ir::{StackSlotData, StackSlotKind};
+        let area = *self.spill_area.get_or_insert_with(|| {
+            let entries = self.spilled.iter().flatten().max().map_or(0, |m| m + 1);
+            let data = StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * entries, 3);
+            self.b.create_sized_stack_slot(data)
+        });
+        let off = 8 * self.spilled[i].expect("a spilled node has an entry");
+        self.b.ins().stack_store(types::I64, v, area, off as i32);
+    }
+
+    /// Loads spilled scalar `i` back (Cranelift merges repeated loads between calls).
+    fn unspill(&mut self, i: usize) -> Value {
+        let area = self.spill_area.expect("stored before it is read");
+        let off = 8 * self.spilled[i].expect("a spilled node has an entry");
+        self.b
+            .ins()
+            .stack_load(types::I64, types::F64, area, off as i32)
+    }
+
+    /// A scalar that is an argument entry: loaded at each read instead of held in a
+    /// register from its first read to its last. Cranelift merges repeated loads where no
+    /// call or store intervenes; across calls (every `sin` is one) a held value would be
+    /// spilled around each, and thousands of such split ranges make register allocation
+    /// quadratic (a sum of N terms `sin(k*x)` took O(N²) to compile).
+    fn reads_arg(&self, id: NodeId) -> bool {
+        self.f.len_of(id) == 1
+            && match self.f.node(id) {
+                Node::Arg(_) => true,
+                Node::Index { v, .. } => matches!(self.s.place(*v), Place::Arg(_)),
+                _ => false,
+            }
+    }
+
     fn elem(&mut self, id: NodeId, ix: Ix) -> Value {
         if self.f.len_of(id) == 1 {
-            let v = self.scalars[id.index()].expect("scalar used before it is computed");
+            let v = match self.scalars[id.index()] {
+                None if self.reads_arg(id) => {
+                    // The scalar itself (splat below in two-lane mode).
+                    let wide = std::mem::replace(&mut self.wide, false);
+                    let v = self.expand(id, Ix::Const(0));
+                    self.wide = wide;
+                    v
+                }
+                None if self.spilled[id.index()].is_some() => self.unspill(id.index()),
+                v => v.expect("scalar used before it is computed"),
+            };
             return if self.wide {
                 self.b.ins().splat(types::F64X2, v)
             } else {

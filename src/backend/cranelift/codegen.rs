@@ -99,9 +99,10 @@ pub struct Gen<'a, 'b> {
     early: Vec<Vec<Slot>>,
     stored_early: std::collections::HashSet<Slot>,
     /// Scalars kept in the spill area (see [`spill_slots`]): their entry in it, and the
-    /// area (made at the first spill).
+    /// area's address (taken once in the entry block: one address per entry would itself
+    /// be thousands of values live across calls).
     spilled: Vec<Option<u32>>,
-    spill_area: Option<cranelift_codegen::ir::StackSlot>,
+    spill_base: Option<Value>,
     /// Two-lane mode (see [`Gen::write`]): every value is an F64X2 holding the entries at
     /// `ix` and at [`second`]`(ix)` of the node being read.
     wide: bool,
@@ -160,9 +161,16 @@ pub fn build(
         early: early_stores(f, s),
         stored_early: early_stores(f, s).into_iter().flatten().collect(),
         spilled: spill_slots(f, s),
-        spill_area: None,
+        spill_base: None,
         wide: false,
     };
+    let entries = g.spilled.iter().flatten().max().map_or(0, |m| m + 1);
+    if entries > 0 {
+        use cranelift_codegen::ir::{StackSlotData, StackSlotKind};
+        let data = StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * entries, 3);
+        let area = g.b.create_sized_stack_slot(data);
+        g.spill_base = Some(g.b.ins().stack_addr(ptr, area, 0));
+    }
     g.body();
     g.b.ins().return_(&[]);
     g.b.seal_all_blocks();
@@ -837,26 +845,18 @@ impl<'a, 'b> Gen<'a, 'b> {
         }
     }
 
-    /// Entry `ix` of node `id`, wherever it lives.
-    /// Stores scalar `i` to its entry of the spill area (the area is made at the first).
+    /// Stores scalar `i` to its entry of the spill area.
     fn spill(&mut self, i: usize, v: Value) {
-        use cranelift_codegen::ir::{StackSlotData, StackSlotKind};
-        let area = *self.spill_area.get_or_insert_with(|| {
-            let entries = self.spilled.iter().flatten().max().map_or(0, |m| m + 1);
-            let data = StackSlotData::new(StackSlotKind::ExplicitSlot, 8 * entries, 3);
-            self.b.create_sized_stack_slot(data)
-        });
+        let base = self.spill_base.expect("made in the entry block");
         let off = 8 * self.spilled[i].expect("a spilled node has an entry");
-        self.b.ins().stack_store(types::I64, v, area, off as i32);
+        self.b.ins().store(self.mem, v, base, off as i32);
     }
 
     /// Loads spilled scalar `i` back (Cranelift merges repeated loads between calls).
     fn unspill(&mut self, i: usize) -> Value {
-        let area = self.spill_area.expect("stored before it is read");
+        let base = self.spill_base.expect("made in the entry block");
         let off = 8 * self.spilled[i].expect("a spilled node has an entry");
-        self.b
-            .ins()
-            .stack_load(types::I64, types::F64, area, off as i32)
+        self.b.ins().load(types::F64, self.mem, base, off as i32)
     }
 
     /// A scalar that is an argument entry: loaded at each read instead of held in a
@@ -873,6 +873,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             }
     }
 
+    /// Entry `ix` of node `id`, wherever it lives.
     fn elem(&mut self, id: NodeId, ix: Ix) -> Value {
         if self.f.len_of(id) == 1 {
             let v = match self.scalars[id.index()] {

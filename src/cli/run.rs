@@ -509,7 +509,7 @@ fn sde_options(a: &RunArgs, prog: &Program) -> Result<SdeOptions, Failure> {
     Ok(opts)
 }
 
-pub(super) fn read_vary_file(path: &PathBuf, prog: &Program) -> Result<VaryTable, Failure> {
+pub(super) fn read_vary_file(path: &std::path::Path, prog: &Program) -> Result<VaryTable, Failure> {
     let name = path.display().to_string();
     let bad = |m: String| Failure::usage(format!("error: vary file `{name}`: {m}"));
     let text = crate::files::read_capped(path, crate::limits::MAX_INPUT_FILE_BYTES, "vary file")

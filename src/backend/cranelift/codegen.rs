@@ -187,6 +187,10 @@ pub fn build(
 /// Each gets an entry of the spill area, reused once its last reader has run, so the area
 /// is as large as the most such values live at once, not their number.
 fn spill_slots(f: &Function, s: &Schedule) -> Vec<Option<u32>> {
+    // Values held across many calls are left to the register allocator: it spills each
+    // once, in linear time (a deep expression's Jacobian keeps thousands of them); the
+    // quadratic case is thousands of values that each cross a few calls.
+    const SPILL_MAX_CALLS: u32 = 16;
     let n = f.nodes.len();
     let fused = |i: usize| matches!(s.places[i], Place::Fused);
     // Whether computing node i may call: a call op itself, or a fused operand that may.
@@ -225,7 +229,7 @@ fn spill_slots(f: &Function, s: &Schedule) -> Vec<Option<u32>> {
     let crosses = |i: usize| {
         matches!(s.places[i], Place::Scalar)
             && last[i] > i + 1
-            && calls_before[last[i]] > calls_before[i + 1]
+            && (1..=SPILL_MAX_CALLS).contains(&(calls_before[last[i]] - calls_before[i + 1]))
     };
     // Linear scan: entries freed at their node's last read are reused by later nodes.
     let mut frees_at: Vec<Vec<u32>> = vec![Vec::new(); n + 1];

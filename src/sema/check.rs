@@ -201,6 +201,13 @@ impl<'a> Checker<'a> {
                     .label("a model needs at least one state")
                     .hint("declare one, e.g. `state x = 1.0`, and give it an equation `x' = …`"),
             );
+        } else if !states.is_empty() && states.iter().all(|s| s.size() == 0) {
+            // Every state is an empty vector: nothing to solve (found by the fuzz smoke run).
+            c.diags.push(
+                Diagnostic::error("E0401", states[0].span, "the model has no state entries")
+                    .label("every state here has size 0")
+                    .hint("give a state at least one entry"),
+            );
         }
         c.check_noise_affine(&lets, &equations);
         if c.diags.iter().any(Diagnostic::is_error) {
